@@ -1,0 +1,71 @@
+"""The engine and session factory, on the configured server or the embedded one."""
+
+import asyncio
+
+from sqlalchemy import URL, make_url, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from db.embedded import DATABASE_NAME, start_embedded_postgres
+from gateway.settings import Settings
+
+DUPLICATE_DATABASE = "42P04"
+
+
+class Database:
+    """One engine and its session factory for the life of a process."""
+
+    def __init__(self, url: URL | str, *, pool_size: int = 10) -> None:
+        self.url = asyncpg_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    def session(self) -> AsyncSession:
+        return self.sessions()
+
+
+def asyncpg_url(url: URL | str) -> URL:
+    """The same URL with the asyncpg driver, whichever postgres scheme it was given in."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.set(drivername="postgresql+asyncpg")
+
+
+async def database_url(settings: Settings) -> URL:
+    """DATABASE_URL when set; otherwise the embedded server's billing database, created once."""
+    if settings.database_url is not None:
+        return asyncpg_url(settings.database_url.get_secret_value())
+    server_url = await asyncio.to_thread(start_embedded_postgres, settings.billing_data_dir)
+    await create_database_if_missing(server_url, DATABASE_NAME)
+    return server_url.set(database=DATABASE_NAME)
+
+
+async def create_database_if_missing(server_url: URL, name: str) -> None:
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            exists = await conn.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if not exists:
+                try:
+                    await conn.execute(text(f'CREATE DATABASE "{name}"'))
+                except DBAPIError as exc:
+                    # Another process starting at the same moment created it first.
+                    if getattr(exc.orig, "sqlstate", None) != DUPLICATE_DATABASE:
+                        raise
+    finally:
+        await engine.dispose()
+
+
+async def open_database(settings: Settings) -> Database:
+    return Database(await database_url(settings))

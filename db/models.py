@@ -1,0 +1,447 @@
+"""The PostgreSQL mirror of Stripe, the webhook inbox, the credits ledger and the audit trail.
+
+Ownership links (account, plan, credit account, invoice of a line) are foreign keys.
+Links between mirrored Stripe objects (an invoice's subscription, a payment's invoice)
+are kept as Stripe ids, because Stripe delivers its events in any order and the mirror
+must converge whichever object arrives first.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True), int: BigInteger, str: Text}
+
+
+def _enum_column(enum: type[StrEnum], name: str) -> Enum:
+    """A text column limited to the enum's values by a CHECK constraint."""
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class PriceKind(StrEnum):
+    RECURRING = "recurring"
+    ONE_TIME = "one_time"
+
+
+class BillingInterval(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    YEAR = "year"
+
+
+class SubscriptionStatus(StrEnum):
+    INCOMPLETE = "incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired"
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELED = "canceled"
+    UNPAID = "unpaid"
+    PAUSED = "paused"
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    UNCOLLECTIBLE = "uncollectible"
+    VOID = "void"
+
+
+class PaymentStatus(StrEnum):
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    REQUIRES_CAPTURE = "requires_capture"
+    SUCCEEDED = "succeeded"
+    CANCELED = "canceled"
+
+
+class CreditEntryKind(StrEnum):
+    GRANT = "grant"
+    SPEND = "spend"
+    ADJUSTMENT = "adjustment"
+    REVERSAL = "reversal"
+
+
+class WebhookEventStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSED = "processed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class StripeMirror(Timestamps):
+    """Columns every mirrored Stripe object has: which event last changed it."""
+
+    # Stripe's own `created` of the object.
+    stripe_created_at: Mapped[datetime]
+    # The `created` time and id of the last Stripe event applied; older events never win.
+    last_event_at: Mapped[datetime | None]
+    last_event_id: Mapped[str | None]
+
+
+CURRENCY_CHECK = "currency ~ '^[a-z]{3}$'"
+
+
+class Account(Timestamps, Base):
+    """One user of the product (JWT `sub`) and, once created, their Stripe customer."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[str] = mapped_column(unique=True)
+    email: Mapped[str | None]
+    name: Mapped[str | None]
+    stripe_customer_id: Mapped[str | None] = mapped_column(unique=True)
+    default_payment_method_stripe_id: Mapped[str | None]
+    stripe_deleted_at: Mapped[datetime | None]
+    last_event_at: Mapped[datetime | None]
+    last_event_id: Mapped[str | None]
+
+    __table_args__ = (
+        CheckConstraint("user_id <> ''", name="user_id_not_empty"),
+        Index(None, "created_at", "id"),
+    )
+
+
+class Plan(StripeMirror, Base):
+    """A Stripe price for sale; recurring ones are the plans, one-time ones top-ups."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_price_id: Mapped[str] = mapped_column(unique=True)
+    stripe_product_id: Mapped[str] = mapped_column(index=True)
+    product_name: Mapped[str]
+    description: Mapped[str | None]
+    kind: Mapped[PriceKind] = mapped_column(_enum_column(PriceKind, "kind"))
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    interval: Mapped[BillingInterval | None] = mapped_column(
+        _enum_column(BillingInterval, "interval")
+    )
+    interval_count: Mapped[int | None]
+    trial_days: Mapped[int | None]
+    credits: Mapped[int | None]
+    active: Mapped[bool]
+
+    __table_args__ = (
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+        CheckConstraint(CURRENCY_CHECK, name="currency_code"),
+        CheckConstraint(
+            "(kind = 'recurring') = (interval IS NOT NULL AND interval_count IS NOT NULL)",
+            name="interval_iff_recurring",
+        ),
+        CheckConstraint("interval_count IS NULL OR interval_count > 0", name="interval_count"),
+        CheckConstraint("trial_days IS NULL OR trial_days >= 0", name="trial_days"),
+        CheckConstraint("credits IS NULL OR credits >= 0", name="credits_not_negative"),
+    )
+
+
+class Subscription(StripeMirror, Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_subscription_id: Mapped[str] = mapped_column(unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="RESTRICT"), index=True)
+    status: Mapped[SubscriptionStatus] = mapped_column(_enum_column(SubscriptionStatus, "status"))
+    quantity: Mapped[int] = mapped_column(server_default=text("1"))
+    current_period_start: Mapped[datetime]
+    current_period_end: Mapped[datetime]
+    cancel_at_period_end: Mapped[bool] = mapped_column(server_default=text("false"))
+    cancel_at: Mapped[datetime | None]
+    canceled_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    trial_start: Mapped[datetime | None]
+    trial_end: Mapped[datetime | None]
+    latest_invoice_stripe_id: Mapped[str | None]
+    default_payment_method_stripe_id: Mapped[str | None]
+
+    __table_args__ = (
+        CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+        CheckConstraint("current_period_end >= current_period_start", name="period_order"),
+        Index(None, "account_id", "stripe_created_at", "id"),
+        Index(None, "status"),
+    )
+
+
+class PaymentMethod(StripeMirror, Base):
+    """A saved payment method: brand, last four digits and expiry only, never a card number."""
+
+    __tablename__ = "payment_methods"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_payment_method_id: Mapped[str] = mapped_column(unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
+    type: Mapped[str]
+    brand: Mapped[str | None]
+    last4: Mapped[str | None] = mapped_column(String(4))
+    exp_month: Mapped[int | None]
+    exp_year: Mapped[int | None]
+    detached_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("last4 ~ '^[0-9]{4}$'", name="last4_digits"),
+        CheckConstraint("exp_month BETWEEN 1 AND 12", name="exp_month_range"),
+        Index(None, "account_id", "stripe_created_at", "id"),
+    )
+
+
+class Invoice(StripeMirror, Base):
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_invoice_id: Mapped[str] = mapped_column(unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
+    subscription_stripe_id: Mapped[str | None] = mapped_column(index=True)
+    number: Mapped[str | None]
+    status: Mapped[InvoiceStatus] = mapped_column(_enum_column(InvoiceStatus, "status"))
+    billing_reason: Mapped[str | None]
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal: Mapped[int]
+    tax: Mapped[int | None]
+    total: Mapped[int]
+    amount_due: Mapped[int]
+    amount_paid: Mapped[int]
+    amount_remaining: Mapped[int]
+    period_start: Mapped[datetime | None]
+    period_end: Mapped[datetime | None]
+    due_date: Mapped[datetime | None]
+    paid_at: Mapped[datetime | None]
+    hosted_invoice_url: Mapped[str | None]
+    stripe_pdf_url: Mapped[str | None]
+
+    __table_args__ = (
+        CheckConstraint(CURRENCY_CHECK, name="currency_code"),
+        CheckConstraint(
+            "amount_due >= 0 AND amount_paid >= 0 AND amount_remaining >= 0",
+            name="amounts_not_negative",
+        ),
+        Index(None, "account_id", "stripe_created_at", "id"),
+    )
+
+
+class InvoiceLine(Base):
+    """A line of an invoice; the lines are replaced whole when the invoice changes."""
+
+    __tablename__ = "invoice_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
+    stripe_line_id: Mapped[str]
+    position: Mapped[int]
+    description: Mapped[str | None]
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    quantity: Mapped[int | None]
+    proration: Mapped[bool] = mapped_column(server_default=text("false"))
+    price_stripe_id: Mapped[str | None]
+    period_start: Mapped[datetime | None]
+    period_end: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint(CURRENCY_CHECK, name="currency_code"),
+        Index(None, "invoice_id", "stripe_line_id", unique=True),
+        Index(None, "invoice_id", "position"),
+    )
+
+
+class PaymentTransaction(StripeMirror, Base):
+    """A Stripe PaymentIntent with the totals of its charge and refunds."""
+
+    __tablename__ = "payment_transactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_payment_intent_id: Mapped[str] = mapped_column(unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
+    status: Mapped[PaymentStatus] = mapped_column(_enum_column(PaymentStatus, "status"))
+    amount: Mapped[int]
+    amount_received: Mapped[int] = mapped_column(server_default=text("0"))
+    amount_refunded: Mapped[int] = mapped_column(server_default=text("0"))
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str | None]
+    failure_code: Mapped[str | None]
+    failure_message: Mapped[str | None]
+    payment_method_stripe_id: Mapped[str | None]
+    invoice_stripe_id: Mapped[str | None] = mapped_column(index=True)
+    latest_charge_stripe_id: Mapped[str | None] = mapped_column(index=True)
+    receipt_url: Mapped[str | None]
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+
+    __table_args__ = (
+        CheckConstraint(CURRENCY_CHECK, name="currency_code"),
+        CheckConstraint("amount >= 0 AND amount_received >= 0", name="amounts_not_negative"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refunded <= amount", name="refund_within_amount"
+        ),
+        Index(None, "account_id", "stripe_created_at", "id"),
+    )
+
+
+class CreditAccount(Timestamps, Base):
+    """An account's credits wallet; its balance moves only with a ledger entry."""
+
+    __tablename__ = "credit_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="RESTRICT"), unique=True
+    )
+    # May go below zero only through a reversal (recorded debt); spends are guarded.
+    balance: Mapped[int] = mapped_column(server_default=text("0"))
+
+
+class CreditEntry(Base):
+    """One immutable ledger line; a trigger refuses UPDATE and DELETE."""
+
+    __tablename__ = "credit_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    credit_account_id: Mapped[int] = mapped_column(
+        ForeignKey("credit_accounts.id", ondelete="RESTRICT")
+    )
+    kind: Mapped[CreditEntryKind] = mapped_column(_enum_column(CreditEntryKind, "kind"))
+    amount: Mapped[int]
+    balance_after: Mapped[int]
+    reason: Mapped[str]
+    source_ref: Mapped[str | None]
+    # Every entry has one: a Stripe source id for grants and reversals, the caller's for spends.
+    idempotency_key: Mapped[str]
+    actor: Mapped[str]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        CheckConstraint(
+            "(kind IN ('grant') AND amount > 0) OR (kind IN ('spend', 'reversal') AND amount < 0)"
+            " OR kind = 'adjustment'",
+            name="sign_matches_kind",
+        ),
+        Index(None, "credit_account_id", "idempotency_key", unique=True),
+        Index(None, "credit_account_id", "created_at", "id"),
+    )
+
+
+class StripeEvent(Base):
+    """The webhook inbox and event log: every verified event, stored before it is acknowledged."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_event_id: Mapped[str] = mapped_column(unique=True)
+    type: Mapped[str] = mapped_column(index=True)
+    api_version: Mapped[str | None]
+    livemode: Mapped[bool] = mapped_column(server_default=text("false"))
+    stripe_created_at: Mapped[datetime]
+    object_id: Mapped[str | None] = mapped_column(index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[WebhookEventStatus] = mapped_column(
+        _enum_column(WebhookEventStatus, "status"), server_default=WebhookEventStatus.PENDING.value
+    )
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    last_error: Mapped[str | None]
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    processed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index(
+            "ix_stripe_events_pending_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(None, "received_at", "id"),
+    )
+
+
+class IdempotencyKey(Base):
+    """A caller's idempotency key with the hash of its request and the first response."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    key: Mapped[str]
+    operation: Mapped[str]
+    request_hash: Mapped[str]
+    # Null while the first request is still running.
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    completed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("char_length(key) BETWEEN 1 AND 255", name="key_length"),
+        Index(None, "account_id", "key", unique=True),
+        Index(None, "created_at"),
+    )
+
+
+class AuditLogEntry(Base):
+    """Who did what to money; rows are never changed (a trigger refuses it)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor: Mapped[str]
+    action: Mapped[str]
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="RESTRICT"), index=True
+    )
+    stripe_ref: Mapped[str | None]
+    amount: Mapped[int | None]
+    currency: Mapped[str | None] = mapped_column(String(3))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    request_id: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("(amount IS NULL) = (currency IS NULL)", name="amount_has_currency"),
+        Index(None, "created_at", "id"),
+    )

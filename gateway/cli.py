@@ -1,0 +1,129 @@
+"""The `billing-gateway` command line."""
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from pydantic import ValidationError
+
+from db import migrate as migrations
+from db.database import Database, open_database
+from db.embedded import DatabaseStartError
+from gateway.auth import AuthError, mint_token
+from gateway.settings import ConfigurationError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+        return args.run(settings, args)
+    except (ConfigurationError, DatabaseStartError, AuthError) as exc:
+        print(f"billing-gateway: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"billing-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="billing-gateway", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="bind address (default HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default PORT or 8000)")
+    serve.add_argument("--no-migrate", action="store_true", help="do not migrate at start")
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--to", default="head", help="upgrade to this revision (default head)")
+    migrate.add_argument("--down-to", help="downgrade to this revision instead ('base': empty)")
+    migrate.set_defaults(run=_migrate)
+
+    token = commands.add_parser("token", help="print a development bearer token")
+    token.add_argument("--user", required=True, help="the user id (the token's `sub`)")
+    token.add_argument("--admin", action="store_true", help="grant the billing admin role")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--email", help="an email claim")
+    token.set_defaults(run=_token)
+    return parser
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+
+    async def run() -> None:
+        database = await open_database(settings)
+        try:
+            if not args.no_migrate:
+                await migrations.upgrade(database.engine)
+            app = create_app(settings, database=database)
+            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+            print(_banner(settings, host, port), flush=True)
+            await server.serve()
+        finally:
+            await database.dispose()
+
+    # uvicorn re-raises the signal that stopped it; SIGTERM must unwind like Ctrl-C so that
+    # the embedded database is stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _banner(settings: Settings, host: str, port: int) -> str:
+    url = f"http://{host}:{port}/graphql"
+    lines = [
+        "",
+        f"  billing-gateway ({settings.billing_env.value})",
+        f"  GraphQL:  {url}" + ("" if settings.is_production else "  (GraphiQL in a browser)"),
+        "  Token:    billing-gateway token --user alice [--admin]",
+        "            then send the header  Authorization: Bearer <token>",
+    ]
+    if settings.uses_sandbox:
+        lines.append("  Stripe:   no STRIPE_API_KEY set: SANDBOX MODE, no real money moves")
+    return "\n".join(lines) + "\n"
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> None:
+        database: Database = await open_database(settings)
+        try:
+            if args.down_to:
+                await migrations.downgrade(database.engine, args.down_to)
+            else:
+                await migrations.upgrade(database.engine, args.to)
+            async with database.engine.connect() as conn:
+                print(f"database at revision {await migrations.current_revision(conn)}")
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.is_production:
+        raise ConfigurationError("`token` mints development tokens and is refused in production")
+    if args.ttl <= 0:
+        raise ConfigurationError("--ttl must be a positive number of seconds")
+    print(
+        mint_token(
+            settings, user_id=args.user, admin=args.admin, ttl_seconds=args.ttl, email=args.email
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

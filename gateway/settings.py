@@ -1,0 +1,125 @@
+"""The one place configuration is read: environment variables, validated at start."""
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Development and test run with these; production refuses them by name.
+DEVELOPMENT_JWT_SECRET = "billing-gateway-development-secret-change-me"
+SANDBOX_WEBHOOK_SECRET = "whsec_billing_gateway_sandbox"
+SANDBOX_PUBLISHABLE_KEY = "pk_test_billing_gateway_sandbox"
+MIN_PRODUCTION_SECRET_BYTES = 32
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigurationError(Exception):
+    """Settings that must not be run with; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    billing_env: Environment = Environment.DEVELOPMENT
+    database_url: SecretStr | None = None
+    billing_data_dir: Path = Path(".billing")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_audience: str = "billing-gateway"
+    jwt_issuer: str | None = None
+    jwt_admin_role: str = "billing_admin"
+    # Dotted path into the claims, e.g. "roles" or "realm_access.roles".
+    jwt_roles_claim: str = "roles"
+
+    stripe_api_key: SecretStr | None = None
+    stripe_publishable_key: str | None = None
+    stripe_webhook_secrets: Annotated[list[SecretStr], NoDecode] = []
+    stripe_api_base: str | None = None
+
+    @field_validator("stripe_webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if self.jwt_secret is not None and self.jwt_public_key:
+            raise ConfigurationError("set JWT_SECRET or JWT_PUBLIC_KEY, not both")
+        if self.billing_env is Environment.PRODUCTION:
+            _check_production(self)
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.billing_env is Environment.PRODUCTION
+
+    @property
+    def jwt_algorithm(self) -> str:
+        return "RS256" if self.jwt_public_key else "HS256"
+
+    @property
+    def jwt_verification_key(self) -> str:
+        if self.jwt_public_key:
+            return self.jwt_public_key
+        return self.jwt_signing_secret
+
+    @property
+    def jwt_signing_secret(self) -> str:
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        return DEVELOPMENT_JWT_SECRET
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return self.stripe_api_key is None
+
+    @property
+    def publishable_key(self) -> str:
+        return self.stripe_publishable_key or SANDBOX_PUBLISHABLE_KEY
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        secrets = [secret.get_secret_value() for secret in self.stripe_webhook_secrets]
+        return secrets or [SANDBOX_WEBHOOK_SECRET]
+
+
+def _check_production(settings: Settings) -> None:
+    """Refuse to run production on a missing or default secret, naming the variable."""
+    if settings.database_url is None:
+        raise ConfigurationError("DATABASE_URL must be set in production (no embedded database)")
+    if settings.jwt_secret is None and not settings.jwt_public_key:
+        raise ConfigurationError("JWT_SECRET or JWT_PUBLIC_KEY must be set in production")
+    if settings.jwt_secret is not None:
+        secret = settings.jwt_secret.get_secret_value()
+        if secret == DEVELOPMENT_JWT_SECRET:
+            raise ConfigurationError("JWT_SECRET is the development default; set a real secret")
+        if len(secret.encode()) < MIN_PRODUCTION_SECRET_BYTES:
+            raise ConfigurationError(
+                f"JWT_SECRET must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"
+            )
+    if settings.stripe_api_key is None:
+        raise ConfigurationError("STRIPE_API_KEY must be set in production (no sandbox)")
+    if not settings.stripe_publishable_key:
+        raise ConfigurationError("STRIPE_PUBLISHABLE_KEY must be set in production")
+    secrets = [secret.get_secret_value() for secret in settings.stripe_webhook_secrets]
+    if not secrets:
+        raise ConfigurationError("STRIPE_WEBHOOK_SECRETS must be set in production")
+    if SANDBOX_WEBHOOK_SECRET in secrets:
+        raise ConfigurationError("STRIPE_WEBHOOK_SECRETS holds the sandbox default; set Stripe's")

@@ -1,0 +1,63 @@
+"""What every resolver gets: settings, database, loaders and the verified caller."""
+
+import uuid
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from strawberry.fastapi import BaseContext
+
+from db.database import Database
+from db.models import Account
+from gateway.auth import AuthError, Principal, TokenVerifier, bearer_token
+from gateway.settings import Settings
+from resolvers.loaders import Loaders
+from services import accounts
+
+
+@dataclass
+class RequestContext(BaseContext):
+    settings: Settings
+    database: Database
+    loaders: Loaders
+    principal: Principal | None
+    auth_error: str | None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _account: Account | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    async def account(self) -> Account:
+        """The caller's billing account, created on first sight; call after authorization."""
+        assert self.principal is not None, "account() needs an authenticated caller"
+        if self._account is None:
+            async with self.database.session() as session:
+                self._account = await accounts.ensure_account(
+                    session=session,
+                    user_id=self.principal.user_id,
+                    email=self.principal.email,
+                    name=self.principal.name,
+                )
+        return self._account
+
+
+def context_getter(settings: Settings, verifier: TokenVerifier):
+    """The per-request context; the database is the one the app's lifespan opened."""
+
+    async def get_context(request: Request) -> RequestContext:
+        principal, auth_error = None, None
+        try:
+            token = bearer_token(request.headers.get("authorization"))
+            if token is not None:
+                principal = verifier.verify(token)
+        except AuthError as exc:
+            auth_error = str(exc)
+        return RequestContext(
+            settings=settings,
+            database=request.app.state.database,
+            loaders=Loaders.create(request.app.state.database),
+            principal=principal,
+            auth_error=auth_error,
+        )
+
+    return get_context

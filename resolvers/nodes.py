@@ -1,0 +1,54 @@
+"""`Query.node`: any object by its global id, visible only to whoever may see it."""
+
+from collections.abc import Awaitable, Callable
+
+import strawberry
+
+from db.models import PriceKind
+from schema.billing import Customer, PaymentMethod, Plan
+from schema.common import Node
+from schema.ids import from_global_id
+from services import accounts, catalog, payment_methods
+
+
+async def _plan(info: strawberry.Info, row_id: int) -> Node | None:
+    async with info.context.database.session() as session:
+        row = await catalog.get_plan(session=session, plan_id=row_id)
+    return Plan.from_model(row) if row is not None and row.kind is PriceKind.RECURRING else None
+
+
+async def _customer(info: strawberry.Info, row_id: int) -> Node | None:
+    if not await _may_see_account(info, row_id):
+        return None
+    async with info.context.database.session() as session:
+        row = await accounts.get_account(session=session, account_id=row_id)
+    return Customer.from_model(row) if row is not None else None
+
+
+async def _payment_method(info: strawberry.Info, row_id: int) -> Node | None:
+    async with info.context.database.session() as session:
+        found = await payment_methods.get_with_owner(session=session, payment_method_id=row_id)
+    if found is None or not await _may_see_account(info, found.owner.id):
+        return None
+    is_default = found.owner.default_payment_method_stripe_id == found.row.stripe_payment_method_id
+    return PaymentMethod.from_model(found.row, is_default=is_default)
+
+
+async def _may_see_account(info: strawberry.Info, account_id: int) -> bool:
+    principal = info.context.principal
+    if principal is None:
+        return False
+    return principal.is_admin or (await info.context.account()).id == account_id
+
+
+RESOLVERS: dict[str, Callable[[strawberry.Info, int], Awaitable[Node | None]]] = {
+    "Plan": _plan,
+    "Customer": _customer,
+    "PaymentMethod": _payment_method,
+}
+
+
+async def resolve_node(info: strawberry.Info, global_id: str) -> Node | None:
+    type_name, row_id = from_global_id(global_id)
+    resolver = RESOLVERS.get(type_name)
+    return await resolver(info, row_id) if resolver is not None else None

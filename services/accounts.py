@@ -1,0 +1,53 @@
+"""Billing accounts: one per user of the product, created the first time the user is seen."""
+
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Account
+from services.pagination import Page, paginate
+
+
+async def ensure_account(
+    *, session: AsyncSession, user_id: str, email: str | None = None, name: str | None = None
+) -> Account:
+    """The caller's account, inserted on first sight; concurrent first requests make one row."""
+    async with session.begin():
+        inserted = await session.scalar(
+            insert(Account)
+            .values(user_id=user_id, email=email, name=name)
+            .on_conflict_do_nothing(index_elements=[Account.user_id])
+            .returning(Account)
+        )
+        if inserted is not None:
+            return inserted
+        return (await session.scalars(select(Account).where(Account.user_id == user_id))).one()
+
+
+async def get_account(*, session: AsyncSession, account_id: int) -> Account | None:
+    return await session.get(Account, account_id)
+
+
+async def search_accounts(
+    *, session: AsyncSession, search: str | None, first: int | None, after: str | None
+) -> Page[Account]:
+    """Accounts newest first, matching an email fragment, a user id or a Stripe customer id."""
+    query = select(Account)
+    term = (search or "").strip()
+    if term:
+        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                Account.email.ilike(pattern, escape="\\"),
+                Account.user_id == term,
+                Account.stripe_customer_id == term,
+            )
+        )
+    return await paginate(
+        session=session,
+        query=query,
+        sort_column=Account.created_at,
+        id_column=Account.id,
+        first=first,
+        after=after,
+    )

@@ -1,0 +1,112 @@
+"""Real PostgreSQL for every test: DATABASE_URL's server when set, else the embedded one.
+
+Each run gets its own database, migrated to head once; tests that write get a clean
+database afterwards (TRUNCATE), so tests that need real commits and races can have them.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import URL, text
+
+from db.database import Database, asyncpg_url, create_database_if_missing
+from db.embedded import start_embedded_postgres
+from db.migrate import upgrade
+from gateway.app import create_app
+from gateway.auth import mint_token
+from gateway.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def server_url() -> URL:
+    """The PostgreSQL server the tests run on (its maintenance database)."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        return asyncpg_url(configured)
+    return start_embedded_postgres(REPO_ROOT / ".billing" / "test")
+
+
+async def create_scratch_database(prefix: str) -> URL:
+    server = server_url()
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    await create_database_if_missing(server, name)
+    return server.set(database=name)
+
+
+async def drop_database(url: URL) -> None:
+    admin = Database(url.set(database="postgres"), pool_size=1)
+    try:
+        async with admin.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+async def database() -> AsyncIterator[Database]:
+    url = await create_scratch_database("billing_test")
+    db = Database(url, pool_size=20)
+    await upgrade(db.engine)
+    yield db
+    await db.dispose()
+    await drop_database(url)
+
+
+@pytest.fixture
+async def db(database: Database) -> AsyncIterator[Database]:
+    """The run's database, emptied after the test."""
+    yield database
+    async with database.engine.begin() as conn:
+        tables = await conn.scalars(
+            text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+        )
+        names = ", ".join(f'"{name}"' for name in tables)
+        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(billing_env="test", database_url=None, billing_data_dir=REPO_ROOT / ".billing")
+
+
+@pytest.fixture
+async def client(settings: Settings, db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, database=db)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
+        yield http
+
+
+@pytest.fixture
+def token_for(settings: Settings):
+    def make(user_id: str, *, admin: bool = False, **claims: Any) -> str:
+        return mint_token(settings, user_id=user_id, admin=admin, **claims)
+
+    return make
+
+
+async def graphql(
+    client: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def error_codes(result: dict[str, Any]) -> list[str]:
+    return [error.get("extensions", {}).get("code") for error in result.get("errors", [])]

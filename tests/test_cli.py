@@ -1,0 +1,131 @@
+"""The `billing-gateway` command, run as a user runs it: as a separate process."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from sqlalchemy import text
+
+from db.database import Database
+from gateway.auth import TokenVerifier
+from gateway.settings import Settings
+from tests.conftest import create_scratch_database, drop_database
+
+COMMAND = str(Path(sys.executable).parent / "billing-gateway")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [COMMAND, *args], capture_output=True, text=True, timeout=120, env=os.environ | (env or {})
+    )
+
+
+@pytest.fixture
+async def scratch_database_url():
+    url = await create_scratch_database("billing_cli")
+    yield url
+    await drop_database(url)
+
+
+def test_token_prints_a_token_the_gateway_accepts(settings: Settings):
+    result = run("token", "--user", "alice", "--admin", "--ttl", "120", env={"BILLING_ENV": "test"})
+    assert result.returncode == 0, result.stderr
+    principal = TokenVerifier(settings).verify(result.stdout.strip())
+    assert principal.user_id == "alice" and principal.is_admin
+    claims = jwt.decode(result.stdout.strip(), options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 120
+
+
+def test_token_is_refused_in_production():
+    env = {
+        "BILLING_ENV": "production",
+        "DATABASE_URL": "postgresql://u:p@db/billing",
+        "JWT_SECRET": "s" * 40,
+        "STRIPE_API_KEY": "sk_live_x",
+        "STRIPE_PUBLISHABLE_KEY": "pk_live_x",
+        "STRIPE_WEBHOOK_SECRETS": "whsec_live",
+    }
+    result = run("token", "--user", "alice", env=env)
+    assert result.returncode == 2 and "production" in result.stderr and result.stdout == ""
+
+
+def test_production_with_a_default_secret_refuses_to_start():
+    result = run(
+        "serve", env={"BILLING_ENV": "production", "DATABASE_URL": "postgresql://u:p@db/b"}
+    )
+    assert result.returncode == 2
+    assert "JWT_SECRET" in result.stderr
+
+
+async def test_migrate_brings_an_empty_database_to_head_and_back(scratch_database_url):
+    env = {"DATABASE_URL": scratch_database_url.render_as_string(hide_password=False)}
+    up = await asyncio.to_thread(run, "migrate", env=env)
+    assert up.returncode == 0, up.stderr
+    assert "database at revision 0001" in up.stdout
+    down = await asyncio.to_thread(run, "migrate", "--down-to", "base", env=env)
+    assert down.returncode == 0, down.stderr
+    assert "database at revision None" in down.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_until_ready(url: str, process: subprocess.Popen) -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        for _ in range(300):
+            assert process.poll() is None, process.stdout.read()
+            try:
+                response = await client.get(url)
+                if response.status_code == 200:
+                    return response
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("the gateway did not become ready in 30 s")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+async def test_serve_migrates_then_serves_graphql_with_a_banner(scratch_database_url, stop_signal):
+    port = free_port()
+    env = os.environ | {"DATABASE_URL": scratch_database_url.render_as_string(hide_password=False)}
+    process = subprocess.Popen(
+        [COMMAND, "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        ready = await wait_until_ready(f"http://127.0.0.1:{port}/readyz", process)
+        assert ready.json()["revision"] == "0001"
+        async with httpx.AsyncClient() as client:
+            page = await client.get(
+                f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"}
+            )
+            answer = await client.post(
+                f"http://127.0.0.1:{port}/graphql", json={"query": "{ billingConfig { sandbox } }"}
+            )
+        assert page.status_code == 200 and "graphiql" in page.text.lower()
+        assert answer.json() == {"data": {"billingConfig": {"sandbox": True}}}
+    finally:
+        process.send_signal(stop_signal)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/graphql" in output
+    assert "billing-gateway token --user" in output
+    database = Database(scratch_database_url, pool_size=1)
+    try:
+        async with database.engine.connect() as conn:
+            assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+    finally:
+        await database.dispose()
