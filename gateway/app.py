@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from db.database import Database, open_database
-from db.migrate import current_revision, head_revision
+from db.migrate import current_revision, head_revision, upgrade
 from gateway.auth import TokenVerifier
 from gateway.graphiql import GatewayGraphQLRouter, mount_graphiql_assets
 from gateway.settings import Settings
@@ -21,14 +21,19 @@ log = logging.getLogger("billing_gateway")
 READINESS_TIMEOUT_SECONDS = 2.0
 
 
-def create_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
-    """The gateway; it opens (and later closes) its own database unless one is handed in."""
+def create_app(
+    settings: Settings, *, database: Database | None = None, migrate: bool = False
+) -> FastAPI:
+    """The gateway; without a database handed in, its lifespan opens and closes its own."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = database is None
-        app.state.database = database if database is not None else await open_database(settings)
+        if owned:
+            app.state.database = await open_database(settings)
         try:
+            if migrate:
+                await upgrade(app.state.database.engine)
             yield
         finally:
             if owned:

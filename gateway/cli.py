@@ -59,23 +59,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
 
-    async def run() -> None:
-        database = await open_database(settings)
-        try:
-            if not args.no_migrate:
-                await migrations.upgrade(database.engine)
-            app = create_app(settings, database=database)
-            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
-            print(_banner(settings, host, port), flush=True)
-            await server.serve()
-        finally:
-            await database.dispose()
-
+    # The app's lifespan opens the database and migrates it, and closes it before uvicorn
+    # returns, so no connection is left to a cancelled task at exit.
+    app = create_app(settings, migrate=not args.no_migrate)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    print(_banner(settings, host, port), flush=True)
     # uvicorn re-raises the signal that stopped it; SIGTERM must unwind like Ctrl-C so that
     # the embedded database is stopped on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        asyncio.run(run())
+        asyncio.run(server.serve())
     except KeyboardInterrupt:
         pass
     return 0

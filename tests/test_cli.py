@@ -64,6 +64,18 @@ def test_production_with_a_default_secret_refuses_to_start():
     assert "JWT_SECRET" in result.stderr
 
 
+def test_serve_exits_non_zero_when_the_database_cannot_be_reached():
+    result = run(
+        "serve",
+        "--port",
+        str(free_port()),
+        env={"DATABASE_URL": "postgresql://u:p@127.0.0.1:1/none"},
+    )
+    assert result.returncode != 0
+    assert "Connect call failed" in result.stderr
+    assert "Application startup failed" in result.stderr
+
+
 async def test_migrate_brings_an_empty_database_to_head_and_back(scratch_database_url):
     env = {"DATABASE_URL": scratch_database_url.render_as_string(hide_password=False)}
     up = await asyncio.to_thread(run, "migrate", env=env)
@@ -121,6 +133,7 @@ async def test_serve_migrates_then_serves_graphql_with_a_banner(scratch_database
         process.send_signal(stop_signal)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
+    assert "Traceback" not in output
     assert f"http://127.0.0.1:{port}/graphql" in output
     assert "billing-gateway token --user" in output
     database = Database(scratch_database_url, pool_size=1)
