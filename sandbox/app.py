@@ -1,0 +1,164 @@
+"""The sandbox's HTTP face: Stripe's v1 API (as the SDK calls it) plus a few `/_sandbox`
+endpoints that stand in for what a customer does in a browser."""
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox import resources  # noqa: F401 - registers the handlers
+from sandbox.delivery import Deliverer
+from sandbox.errors import StripeError, invalid_request
+from sandbox.expand import expanded
+from sandbox.params import decode_form, validate
+from sandbox.registry import HANDLERS, Call
+from sandbox.spec import API_VERSION, find_endpoint
+from sandbox.store import RequestInfo, Store
+
+log = logging.getLogger("billing_gateway.sandbox")
+
+
+def create_sandbox_app(
+    store: Store | None = None,
+    *,
+    deliverer: Deliverer | None = None,
+    state_file: Path | None = None,
+) -> Starlette:
+    store = store if store is not None else Store()
+    deliverer = deliverer if deliverer is not None else Deliverer(store)
+    if state_file is not None and state_file.exists():
+        store.load(state_file)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        deliverer.start()
+        try:
+            yield
+        finally:
+            await deliverer.stop()
+
+    async def api(request: Request) -> Response:
+        response = await _dispatch(store, request)
+        if state_file is not None and request.method != "GET":
+            store.save(state_file)
+        return response
+
+    async def reset(request: Request) -> Response:
+        store.reset()
+        return JSONResponse({"reset": True})
+
+    from sandbox.resources.browser import BROWSER_ROUTES
+
+    routes = [Route("/_sandbox/reset", reset, methods=["POST"])]
+    routes += [
+        Route(path, _browser(store, action), methods=["POST"]) for path, action in BROWSER_ROUTES
+    ]
+    routes.append(Route("/{path:path}", api, methods=["GET", "POST", "DELETE"]))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.store = store
+    app.state.deliverer = deliverer
+    return app
+
+
+def _browser(store: Store, action):
+    """A `/_sandbox` action: what Stripe.js or a hosted page would do for the customer."""
+
+    async def run(request: Request) -> Response:
+        params = decode_form((await request.body()).decode())
+        store.current_request = RequestInfo(store.new_id("req", 14), None)
+        try:
+            return JSONResponse(action(store, request.path_params, params))
+        except StripeError as error:
+            return JSONResponse({"error": error.body}, status_code=error.status)
+        finally:
+            store.current_request = None
+
+    return run
+
+
+async def _dispatch(store: Store, request: Request) -> Response:
+    request_id = store.new_id("req", 14)
+    headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
+    try:
+        _authenticate(request)
+        found = find_endpoint(request.method, request.url.path)
+        if found is None:
+            raise invalid_request(
+                f"Unrecognized request URL ({request.method}: {request.url.path}).", status=404
+            )
+        endpoint, args = found
+        raw_body = (await request.body()).decode()
+        raw = decode_form(raw_body if request.method == "POST" else request.url.query)
+        params = validate(endpoint.params, raw)
+        handler = HANDLERS.get((endpoint.method, endpoint.template))
+        if handler is None:
+            raise invalid_request(
+                f"The sandbox does not implement {endpoint.method} {endpoint.template}.",
+                status=404,
+            )
+    except StripeError as error:
+        return JSONResponse({"error": error.body}, status_code=error.status, headers=headers)
+
+    key = request.headers.get("idempotency-key") if request.method == "POST" else None
+    fingerprint = hashlib.sha256(
+        f"{request.method} {request.url.path} {raw_body}".encode()
+    ).hexdigest()
+    if key is not None and key in store.idempotent_responses:
+        return _replay(store.idempotent_responses[key], fingerprint, key, headers)
+
+    call = Call(store, params, args, RequestInfo(request_id, key), request.url.path)
+    status, body = _run(handler, call)
+    if key is not None:
+        store.idempotent_responses[key] = (fingerprint, status, body)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _run(handler, call: Call) -> tuple[int, dict[str, Any]]:
+    call.store.current_request = call.request
+    try:
+        result = handler(call)
+        return 200, expanded(call.store, result, call.params.get("expand", []))
+    except StripeError as error:
+        return error.status, {"error": error.body}
+    except Exception:  # a sandbox bug answers as Stripe's 500, and is logged
+        log.exception("sandbox handler failed for %s", call.path)
+        return 500, {"error": {"type": "api_error", "message": "An unknown error occurred."}}
+    finally:
+        call.store.current_request = None
+
+
+def _replay(stored, fingerprint: str, key: str, headers: dict[str, str]) -> Response:
+    first_fingerprint, status, body = stored
+    if first_fingerprint != fingerprint:
+        error = {
+            "type": "idempotency_error",
+            "message": "Keys for idempotent requests can only be used with the same parameters "
+            f"they were first used with. Try using a key other than '{key}' if you meant to "
+            "execute a different request.",
+        }
+        return JSONResponse({"error": error}, status_code=400, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers | {"Idempotent-Replayed": "true"})
+
+
+def _authenticate(request: Request) -> None:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise StripeError(
+            401,
+            "invalid_request_error",
+            "You did not provide an API key. You need to provide your API key in the "
+            "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+        )
+    if not key.startswith(("sk_test_", "rk_test_")):
+        raise StripeError(
+            401,
+            "invalid_request_error",
+            f"Invalid API Key provided: {key[:8]}{'*' * 8}. The sandbox accepts test keys only.",
+        )

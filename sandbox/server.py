@@ -1,0 +1,68 @@
+"""Run the sandbox on a loopback port: in-process for tests and `serve`, or on its own."""
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from sandbox.app import create_sandbox_app
+from sandbox.delivery import Deliverer
+from sandbox.store import Store
+
+SANDBOX_API_KEY = "sk_test_billing_gateway_sandbox"
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to the process that embeds it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class SandboxServer:
+    """A sandbox listening on 127.0.0.1 (port 0: any free port) inside the running loop."""
+
+    port: int = 0
+    store: Store = field(default_factory=Store)
+    state_file: Path | None = None
+    retry_delays: tuple[float, ...] | None = None
+    _server: uvicorn.Server | None = None
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def deliverer(self) -> Deliverer:
+        assert self._server is not None
+        return self._server.config.app.state.deliverer
+
+    async def start(self) -> "SandboxServer":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        deliverer = Deliverer(self.store)
+        if self.retry_delays is not None:
+            deliverer.retry_delays = self.retry_delays
+        app = create_sandbox_app(self.store, deliverer=deliverer, state_file=self.state_file)
+        config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        self._server = EmbeddedServer(config)
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task

@@ -1,0 +1,174 @@
+"""The sandbox's state: every Stripe object as the JSON Stripe would send, kept in memory.
+
+Handlers run one at a time on the event loop, so the state needs no locks. Objects are
+built from the key sets of Stripe's published fixtures, so each carries exactly the
+fields of its Stripe type.
+"""
+
+import copy
+import functools
+import json
+import secrets
+import string
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbox.errors import invalid_request, no_such
+from sandbox.registry import EVENT_HOOKS, StripeObject
+from sandbox.spec import API_VERSION
+
+FIXTURES = Path(__file__).parent / "fixtures" / "stripe_fixtures.json"
+ID_ALPHABET = string.ascii_letters + string.digits
+MAX_LIST_LIMIT = 100
+
+
+@functools.cache
+def fixture(object_name: str) -> StripeObject:
+    return json.loads(FIXTURES.read_text())["resources"][object_name]
+
+
+def blank(object_name: str, **fields: Any) -> StripeObject:
+    """An object with exactly its fixture's top-level keys: None unless given here."""
+    keys = fixture(object_name).keys()
+    unknown = fields.keys() - keys
+    assert not unknown, f"{object_name} has no fields {sorted(unknown)}"
+    obj: StripeObject = dict.fromkeys(keys)
+    obj.update(object=fixture(object_name)["object"], livemode=False)
+    obj.update(fields)
+    return obj
+
+
+@dataclass
+class RequestInfo:
+    id: str
+    idempotency_key: str | None
+
+
+@dataclass
+class Store:
+    webhook_secret: str | None = None
+    objects: dict[str, StripeObject] = field(default_factory=dict)
+    ids_by_type: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    idempotent_responses: dict[str, tuple[str, int, StripeObject]] = field(default_factory=dict)
+    # Stripe shows an endpoint's signing secret only when it is created.
+    endpoint_secrets: dict[str, str] = field(default_factory=dict)
+    # Called with every new event; the webhook deliverer listens here.
+    event_listeners: list[Callable[[StripeObject], None]] = field(default_factory=list)
+    current_request: RequestInfo | None = None
+    clock_offset: int = 0
+
+    def now(self) -> int:
+        return int(time.time()) + self.clock_offset
+
+    @staticmethod
+    def new_id(prefix: str, length: int = 24) -> str:
+        return f"{prefix}_{''.join(secrets.choice(ID_ALPHABET) for _ in range(length))}"
+
+    def add(self, obj: StripeObject) -> StripeObject:
+        self.objects[obj["id"]] = obj
+        self.ids_by_type[obj["object"]].append(obj["id"])
+        return obj
+
+    def find(self, object_type: str, object_id: str) -> StripeObject | None:
+        obj = self.objects.get(object_id)
+        return obj if obj is not None and obj["object"] == object_type else None
+
+    def get(self, object_type: str, object_id: str, *, param: str | None = "id") -> StripeObject:
+        obj = self.find(object_type, object_id)
+        if obj is None or obj.get("deleted"):
+            raise no_such(object_type.replace("_", "").rsplit(".", 1)[-1], object_id, param)
+        return obj
+
+    def list_objects(
+        self,
+        object_type: str,
+        params: dict[str, Any],
+        url: str,
+        keep: Callable[[StripeObject], bool] = lambda _: True,
+    ) -> StripeObject:
+        """A Stripe list, newest first, paged by `limit`, `starting_after`, `ending_before`."""
+        limit = params.get("limit", 10)
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise invalid_request(
+                "This value must be greater than or equal to 1 and less than or equal to 100.",
+                param="limit",
+            )
+        candidates = [
+            obj
+            for object_id in reversed(self.ids_by_type[object_type])
+            if not (obj := self.objects[object_id]).get("deleted") and keep(obj)
+        ]
+        ids = [obj["id"] for obj in candidates]
+        start, end = 0, len(candidates)
+        if cursor := params.get("starting_after"):
+            start = self._cursor_index(ids, cursor, "starting_after") + 1
+        if cursor := params.get("ending_before"):
+            end = self._cursor_index(ids, cursor, "ending_before")
+            start = max(start, end - limit)
+        page = candidates[start:end][:limit]
+        has_more = start + len(page) < end if not params.get("ending_before") else start > 0
+        return {"object": "list", "data": page, "has_more": has_more, "url": url}
+
+    @staticmethod
+    def _cursor_index(ids: list[str], cursor: str, param: str) -> int:
+        if cursor not in ids:
+            raise no_such("object", cursor, param)
+        return ids.index(cursor)
+
+    def emit(
+        self, event_type: str, obj: StripeObject, previous_attributes: StripeObject | None = None
+    ) -> StripeObject:
+        """Record an event with a snapshot of the object, react to it, and hand it to listeners."""
+        data: StripeObject = {"object": copy.deepcopy(obj)}
+        if previous_attributes:
+            data["previous_attributes"] = copy.deepcopy(previous_attributes)
+        request = self.current_request
+        event = blank(
+            "event",
+            id=self.new_id("evt"),
+            api_version=API_VERSION,
+            created=self.now(),
+            data=data,
+            pending_webhooks=0,
+            request={
+                "id": request.id if request else None,
+                "idempotency_key": request.idempotency_key if request else None,
+            },
+            type=event_type,
+        )
+        self.add(event)
+        for hook in EVENT_HOOKS[event_type]:
+            hook(self, obj)
+        for listener in self.event_listeners:
+            listener(event)
+        return event
+
+    def save(self, path: Path) -> None:
+        state = {
+            "objects": self.objects,
+            "ids_by_type": self.ids_by_type,
+            "endpoint_secrets": self.endpoint_secrets,
+        }
+        path.write_text(json.dumps(state))
+
+    def load(self, path: Path) -> None:
+        state = json.loads(path.read_text())
+        self.objects.update(state["objects"])
+        self.endpoint_secrets.update(state["endpoint_secrets"])
+        for object_type, ids in state["ids_by_type"].items():
+            self.ids_by_type[object_type].extend(ids)
+
+    def reset(self) -> None:
+        self.objects.clear()
+        self.ids_by_type.clear()
+        self.idempotent_responses.clear()
+        self.endpoint_secrets.clear()
+
+
+def changed_fields(before: StripeObject, after: StripeObject) -> StripeObject:
+    """Stripe's `previous_attributes`: the old values of the top-level fields that changed."""
+    return {key: before.get(key) for key in after if before.get(key) != after.get(key)}
