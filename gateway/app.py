@@ -3,7 +3,7 @@
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -22,25 +22,34 @@ READINESS_TIMEOUT_SECONDS = 2.0
 
 
 def create_app(
-    settings: Settings, *, database: Database | None = None, migrate: bool = False
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    migrate: bool = False,
+    start_sandbox: bool = False,
 ) -> FastAPI:
-    """The gateway; without a database handed in, its lifespan opens and closes its own."""
+    """The gateway; without a database handed in, its lifespan opens and closes its own.
+
+    With `start_sandbox` (serve without a Stripe key) the offline Stripe runs beside it.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = database is None
-        if owned:
-            app.state.database = await open_database(settings)
-        try:
+        async with AsyncExitStack() as stack:
+            if database is None:
+                app.state.database = await open_database(settings)
+                stack.push_async_callback(app.state.database.dispose)
             if migrate:
                 await upgrade(app.state.database.engine)
+            if start_sandbox:
+                sandbox = await _start_sandbox(settings)
+                stack.push_async_callback(sandbox.stop)
+                app.state.stripe_api_base = sandbox.url
             yield
-        finally:
-            if owned:
-                await app.state.database.dispose()
 
     app = FastAPI(title="billing-gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.database = database
+    app.state.stripe_api_base = settings.stripe_api_base
     app.state.head_revision = head_revision()
 
     graphql = GatewayGraphQLRouter(
@@ -71,3 +80,17 @@ def create_app(
         return JSONResponse({"status": "ready", "revision": revision})
 
     return app
+
+
+async def _start_sandbox(settings: Settings):
+    from sandbox.demo import start_demo_sandbox
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    sandbox = await start_demo_sandbox(
+        webhook_url=f"http://{host}:{settings.port}/webhooks/stripe",
+        webhook_secret=settings.webhook_secrets[0],
+        state_file=settings.billing_data_dir / "sandbox-state.json",
+    )
+    log.warning("OFFLINE STRIPE SANDBOX at %s: no real money moves", sandbox.url)
+    print(f"  Stripe:   OFFLINE SANDBOX at {sandbox.url} (no real money moves)", flush=True)
+    return sandbox

@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -42,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--down-to", help="downgrade to this revision instead ('base': empty)")
     migrate.set_defaults(run=_migrate)
 
+    sandbox = commands.add_parser("sandbox", help="run the offline Stripe sandbox on its own")
+    sandbox.add_argument("--port", type=int, default=12111, help="port (default 12111)")
+    sandbox.add_argument("--state-file", type=Path, help="keep the sandbox's state in this file")
+    sandbox.set_defaults(run=_sandbox)
+
     token = commands.add_parser("token", help="print a development bearer token")
     token.add_argument("--user", required=True, help="the user id (the token's `sub`)")
     token.add_argument("--admin", action="store_true", help="grant the billing admin role")
@@ -61,7 +67,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     # The app's lifespan opens the database and migrates it, and closes it before uvicorn
     # returns, so no connection is left to a cancelled task at exit.
-    app = create_app(settings, migrate=not args.no_migrate)
+    settings = settings.model_copy(update={"host": host, "port": port})
+    sandbox = settings.uses_sandbox and settings.stripe_api_base is None
+    app = create_app(settings, migrate=not args.no_migrate, start_sandbox=sandbox)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
     print(_banner(settings, host, port), flush=True)
     # uvicorn re-raises the signal that stopped it; SIGTERM must unwind like Ctrl-C so that
@@ -84,7 +92,7 @@ def _banner(settings: Settings, host: str, port: int) -> str:
         "            then send the header  Authorization: Bearer <token>",
     ]
     if settings.uses_sandbox:
-        lines.append("  Stripe:   no STRIPE_API_KEY set: SANDBOX MODE, no real money moves")
+        lines.append("  Stripe:   no STRIPE_API_KEY: the OFFLINE SANDBOX stands in for Stripe")
     return "\n".join(lines) + "\n"
 
 
@@ -102,6 +110,26 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
             await database.dispose()
 
     asyncio.run(run())
+    return 0
+
+
+def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sandbox.app import create_sandbox_app
+    from sandbox.server import SANDBOX_API_KEY
+    from sandbox.spec import API_VERSION
+    from sandbox.store import Store
+
+    store = Store(webhook_secret=settings.webhook_secrets[0])
+    app = create_sandbox_app(store, state_file=args.state_file)
+    print(
+        f"\n  OFFLINE STRIPE SANDBOX on http://127.0.0.1:{args.port} (API {API_VERSION})\n"
+        f"  Use STRIPE_API_BASE=http://127.0.0.1:{args.port} and any sk_test_ key, e.g. "
+        f"{SANDBOX_API_KEY}\n",
+        flush=True,
+    )
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
     return 0
 
 

@@ -17,6 +17,7 @@ from sandbox import resources  # noqa: F401 - registers the handlers
 from sandbox.delivery import Deliverer
 from sandbox.errors import StripeError, invalid_request
 from sandbox.expand import expanded
+from sandbox.faults import Fault, injected_response
 from sandbox.params import decode_form, validate
 from sandbox.registry import HANDLERS, Call
 from sandbox.spec import API_VERSION, find_endpoint
@@ -44,7 +45,12 @@ def create_sandbox_app(
         finally:
             await deliverer.stop()
 
+    faults: list[Fault] = []
+
     async def api(request: Request) -> Response:
+        injected = await injected_response(faults, request.method, request.url.path)
+        if injected is not None:
+            return injected
         response = await _dispatch(store, request)
         if state_file is not None and request.method != "GET":
             store.save(state_file)
@@ -52,11 +58,22 @@ def create_sandbox_app(
 
     async def reset(request: Request) -> Response:
         store.reset()
+        faults.clear()
         return JSONResponse({"reset": True})
+
+    async def inject_fault(request: Request) -> Response:
+        if request.method == "DELETE":
+            faults.clear()
+            return JSONResponse({"faults": 0})
+        faults.append(Fault.from_form(decode_form((await request.body()).decode())))
+        return JSONResponse({"faults": len(faults)})
 
     from sandbox.resources.browser import BROWSER_ROUTES
 
-    routes = [Route("/_sandbox/reset", reset, methods=["POST"])]
+    routes = [
+        Route("/_sandbox/reset", reset, methods=["POST"]),
+        Route("/_sandbox/faults", inject_fault, methods=["POST", "DELETE"]),
+    ]
     routes += [
         Route(path, _browser(store, action), methods=["POST"]) for path, action in BROWSER_ROUTES
     ]
@@ -88,6 +105,7 @@ async def _dispatch(store: Store, request: Request) -> Response:
     headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
     try:
         _authenticate(request)
+        _check_version(request)
         found = find_endpoint(request.method, request.url.path)
         if found is None:
             raise invalid_request(
@@ -145,6 +163,16 @@ def _replay(stored, fingerprint: str, key: str, headers: dict[str, str]) -> Resp
         }
         return JSONResponse({"error": error}, status_code=400, headers=headers)
     return JSONResponse(body, status_code=status, headers=headers | {"Idempotent-Replayed": "true"})
+
+
+def _check_version(request: Request) -> None:
+    # Objects are shaped for one API version; answering another in its shape would lie.
+    version = request.headers.get("stripe-version")
+    if version is not None and version != API_VERSION:
+        raise invalid_request(
+            f"The sandbox speaks Stripe API version {API_VERSION} only, not {version}.",
+            param="Stripe-Version",
+        )
 
 
 def _authenticate(request: Request) -> None:

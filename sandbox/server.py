@@ -32,6 +32,7 @@ class SandboxServer:
     store: Store = field(default_factory=Store)
     state_file: Path | None = None
     retry_delays: tuple[float, ...] | None = None
+    deliverer: Deliverer | None = None
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
 
@@ -39,20 +40,15 @@ class SandboxServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def deliverer(self) -> Deliverer:
-        assert self._server is not None
-        return self._server.config.app.state.deliverer
-
     async def start(self) -> "SandboxServer":
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        deliverer = Deliverer(self.store)
+        self.deliverer = Deliverer(self.store)
         if self.retry_delays is not None:
-            deliverer.retry_delays = self.retry_delays
-        app = create_sandbox_app(self.store, deliverer=deliverer, state_file=self.state_file)
+            self.deliverer.retry_delays = self.retry_delays
+        app = create_sandbox_app(self.store, deliverer=self.deliverer, state_file=self.state_file)
         config = uvicorn.Config(app, log_level="warning", lifespan="on")
         self._server = EmbeddedServer(config)
         self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))

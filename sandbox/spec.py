@@ -84,8 +84,9 @@ def _request_call(function: ast.FunctionDef) -> tuple[str, str] | None:
             path = node.args[1]
             if isinstance(path, ast.Call) and isinstance(path.func, ast.Attribute):
                 path = path.func.value
+            method = node.args[0].value
             if isinstance(path, ast.Constant) and isinstance(path.value, str):
-                return node.args[0].value, path.value
+                return str(method), path.value
     return None
 
 
@@ -122,7 +123,8 @@ def typed_fields(typed_dict: type) -> tuple[dict[str, Any], frozenset[str]]:
     # Resolved in the TypedDict's own module (inherited request options are left out above).
     holder = type("Fields", (), {"__annotations__": own, "__module__": typed_dict.__module__})
     fields = typing.get_type_hints(holder)
-    return fields, frozenset(typed_dict.__required_keys__) - REQUEST_OPTION_KEYS
+    required: frozenset[str] = typed_dict.__required_keys__
+    return fields, required - REQUEST_OPTION_KEYS
 
 
 __all__ = [

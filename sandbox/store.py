@@ -5,6 +5,7 @@ built from the key sets of Stripe's published fixtures, so each carries exactly 
 fields of its Stripe type.
 """
 
+import contextlib
 import copy
 import functools
 import json
@@ -12,7 +13,7 @@ import secrets
 import string
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from typing import Any
 from sandbox.errors import invalid_request, no_such
 from sandbox.registry import EVENT_HOOKS, StripeObject
 from sandbox.spec import API_VERSION
+
+# Money that moved (or failed to) is never undone, so these events are never held back.
+NEVER_HELD = ("payment_intent.", "charge.", "payment_method.", "setup_intent.", "refund.")
+HeldEvent = tuple[str, StripeObject, StripeObject | None]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stripe_fixtures.json"
 ID_ALPHABET = string.ascii_letters + string.digits
@@ -60,6 +65,8 @@ class Store:
     event_listeners: list[Callable[[StripeObject], None]] = field(default_factory=list)
     current_request: RequestInfo | None = None
     clock_offset: int = 0
+    # Events of an all-or-nothing operation wait here until it has succeeded.
+    held_events: list[HeldEvent] | None = None
 
     def now(self) -> int:
         return int(time.time()) + self.clock_offset
@@ -121,8 +128,14 @@ class Store:
 
     def emit(
         self, event_type: str, obj: StripeObject, previous_attributes: StripeObject | None = None
-    ) -> StripeObject:
-        """Record an event with a snapshot of the object, react to it, and hand it to listeners."""
+    ) -> None:
+        """Record an event with a snapshot of the object, react to it, and hand it to listeners
+        (unless `holding_events` is collecting this kind of event)."""
+        if self.held_events is not None and not event_type.startswith(NEVER_HELD):
+            self.held_events.append(
+                (event_type, copy.deepcopy(obj), copy.deepcopy(previous_attributes))
+            )
+            return
         data: StripeObject = {"object": copy.deepcopy(obj)}
         if previous_attributes:
             data["previous_attributes"] = copy.deepcopy(previous_attributes)
@@ -145,7 +158,20 @@ class Store:
             hook(self, obj)
         for listener in self.event_listeners:
             listener(event)
-        return event
+
+    @contextlib.contextmanager
+    def holding_events(self) -> Iterator[list[HeldEvent]]:
+        """Collect events (snapshots as of now) instead of emitting them; see `release`."""
+        outer, self.held_events = self.held_events, []
+        try:
+            yield self.held_events
+        finally:
+            self.held_events = outer
+
+    def release(self, held: list[HeldEvent]) -> None:
+        """Emit held events in the order they happened."""
+        for event_type, snapshot, previous in held:
+            self.emit(event_type, snapshot, previous)
 
     def save(self, path: Path) -> None:
         state = {

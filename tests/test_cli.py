@@ -1,6 +1,7 @@
 """The `billing-gateway` command, run as a user runs it: as a separate process."""
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -107,9 +108,14 @@ async def wait_until_ready(url: str, process: subprocess.Popen) -> httpx.Respons
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-async def test_serve_migrates_then_serves_graphql_with_a_banner(scratch_database_url, stop_signal):
+async def test_serve_migrates_then_serves_graphql_with_a_banner(
+    scratch_database_url, stop_signal, tmp_path
+):
     port = free_port()
-    env = os.environ | {"DATABASE_URL": scratch_database_url.render_as_string(hide_password=False)}
+    env = os.environ | {
+        "DATABASE_URL": scratch_database_url.render_as_string(hide_password=False),
+        "BILLING_DATA_DIR": str(tmp_path),
+    }
     process = subprocess.Popen(
         [COMMAND, "serve", "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -136,9 +142,55 @@ async def test_serve_migrates_then_serves_graphql_with_a_banner(scratch_database
     assert "Traceback" not in output
     assert f"http://127.0.0.1:{port}/graphql" in output
     assert "billing-gateway token --user" in output
+    assert "OFFLINE SANDBOX at http://127.0.0.1:" in output
+    sandbox_state = json.loads((tmp_path / "sandbox-state.json").read_text())["objects"]
+    endpoints = [o for o in sandbox_state.values() if o["object"] == "webhook_endpoint"]
+    assert [e["url"] for e in endpoints] == [f"http://127.0.0.1:{port}/webhooks/stripe"]
+    prices = [o for o in sandbox_state.values() if o["object"] == "price"]
+    assert sorted(p["lookup_key"] for p in prices) == [
+        "pro_monthly",
+        "pro_yearly",
+        "starter_monthly",
+        "starter_yearly",
+    ]
+    assert all(int(p["metadata"]["credits"]) > 0 for p in prices)
     database = Database(scratch_database_url, pool_size=1)
     try:
         async with database.engine.connect() as conn:
             assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
     finally:
         await database.dispose()
+
+
+async def test_the_sandbox_command_serves_stripe_to_the_sdk(tmp_path):
+    import stripe
+
+    port = free_port()
+    state_file = tmp_path / "state.json"
+    process = subprocess.Popen(
+        [COMMAND, "sandbox", "--port", str(port), "--state-file", str(state_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        client = stripe.StripeClient(
+            "sk_test_cli",
+            base_addresses={"api": f"http://127.0.0.1:{port}"},
+            http_client=stripe.HTTPXClient(),
+            max_network_retries=0,
+        )
+        for _ in range(100):
+            try:
+                customer = await client.v1.customers.create_async({"email": "cli@example.com"})
+                break
+            except stripe.APIConnectionError:
+                assert process.poll() is None, process.stdout.read()
+                await asyncio.sleep(0.1)
+        assert customer.id.startswith("cus_")
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert "OFFLINE STRIPE SANDBOX" in output
+    saved = json.loads(state_file.read_text())["objects"]
+    assert saved[customer.id]["email"] == "cli@example.com"

@@ -103,8 +103,9 @@ def update(call: Call) -> StripeObject:
 @handles("DELETE", "/v1/customers/{customer}")
 def delete(call: Call) -> StripeObject:
     customer = call.store.get("customer", call.args["customer"])
-    customer["deleted"] = True
+    # The event carries the customer as it was; the deleted flag is the store's own mark.
     call.store.emit("customer.deleted", customer)
+    customer["deleted"] = True
     return {"id": customer["id"], "object": "customer", "deleted": True}
 
 

@@ -1,9 +1,9 @@
 """Events: retrieve one, or list them (newest first) filtered by type or creation time."""
 
 from fnmatch import fnmatchcase
-from typing import Any
 
 from sandbox.registry import Call, StripeObject, handles
+from sandbox.resources.common import in_range
 
 
 @handles("GET", "/v1/events/{id}")
@@ -19,19 +19,6 @@ def list_events(call: Call) -> StripeObject:
 
     def keep(event: StripeObject) -> bool:
         matches = any(fnmatchcase(event["type"], pattern) for pattern in patterns)
-        return matches and _in_range(event["created"], created)
+        return matches and in_range(event["created"], created)
 
     return call.store.list_objects("event", params, "/v1/events", keep)
-
-
-def _in_range(value: int, created: Any) -> bool:
-    if created is None:
-        return True
-    if isinstance(created, int):
-        return value == created
-    bounds = {"gt": value > created.get("gt", value - 1), "gte": value >= created.get("gte", value)}
-    bounds |= {
-        "lt": value < created.get("lt", value + 1),
-        "lte": value <= created.get("lte", value),
-    }
-    return all(bounds.values())

@@ -44,7 +44,12 @@ async def test_requests_need_a_test_key(sandbox):
         unknown = await client.get(
             "/v1/nothing_here", headers={"Authorization": "Bearer sk_test_x"}
         )
+        old = await client.get(
+            "/v1/customers",
+            headers={"Authorization": "Bearer sk_test_x", "Stripe-Version": "2019-12-03"},
+        )
     assert missing.status_code == 401 and live.status_code == 401
+    assert old.status_code == 400 and "2019-12-03" in old.json()["error"]["message"]
     assert (
         unknown.status_code == 404
         and "Unrecognized request URL" in unknown.json()["error"]["message"]
@@ -99,3 +104,33 @@ async def test_events_are_signed_and_delivered_and_retried(stripe_client, sandbo
     events = await stripe_client.v1.events.list_async({"type": "customer.*"})
     assert [e.type for e in events.data] == ["customer.created"]
     assert (await stripe_client.v1.events.retrieve_async(event.id)).data.object.email == "w@x.io"
+
+
+async def test_injected_faults_reach_the_sdk_as_stripe_errors(stripe_client, sandbox):
+    async with httpx.AsyncClient(base_url=sandbox.url) as browser:
+        await browser.post(
+            "/_sandbox/faults", data={"status": "429", "path": "/v1/customers", "count": "1"}
+        )
+        await browser.post(
+            "/_sandbox/faults", data={"status": "503", "path": "/v1/customers", "method": "POST"}
+        )
+    with pytest.raises(stripe.RateLimitError):
+        await stripe_client.v1.customers.list_async()
+    with pytest.raises(stripe.APIError) as raised:
+        await stripe_client.v1.customers.create_async({"email": "x@example.com"})
+    assert raised.value.http_status == 503
+    # Each fault was used up, and nothing was created while Stripe "failed".
+    assert (await stripe_client.v1.customers.list_async()).data == []
+
+
+async def test_a_delay_fault_makes_the_client_time_out(sandbox):
+    client = stripe.StripeClient(
+        "sk_test_x",
+        base_addresses={"api": sandbox.url},
+        http_client=stripe.HTTPXClient(timeout=0.2),
+        max_network_retries=0,
+    )
+    async with httpx.AsyncClient(base_url=sandbox.url) as browser:
+        await browser.post("/_sandbox/faults", data={"delay": "1", "path": "/v1/customers"})
+    with pytest.raises(stripe.APIConnectionError):
+        await client.v1.customers.list_async()

@@ -1,0 +1,62 @@
+"""The sandbox as `serve` runs it when no Stripe key is set: on loopback, with the gateway's
+webhook endpoint registered and a small catalog to subscribe to."""
+
+from pathlib import Path
+
+import stripe
+
+from sandbox.server import SANDBOX_API_KEY, SandboxServer
+from sandbox.store import Store
+
+# (product, monthly amount in cents, credits a month); yearly prices are ten months' worth
+# of money for twelve months of credits.
+CATALOG = (("Starter", 900, 100), ("Pro", 2900, 1000))
+
+
+def sdk_client(base_url: str) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        SANDBOX_API_KEY, base_addresses={"api": base_url}, http_client=stripe.HTTPXClient()
+    )
+
+
+async def start_demo_sandbox(
+    *, webhook_url: str, webhook_secret: str, state_file: Path | None = None, port: int = 0
+) -> SandboxServer:
+    store = Store(webhook_secret=webhook_secret)
+    server = await SandboxServer(port=port, store=store, state_file=state_file).start()
+    client = sdk_client(server.url)
+    await ensure_webhook_endpoint(client, webhook_url)
+    await seed_catalog(client)
+    return server
+
+
+async def ensure_webhook_endpoint(client: stripe.StripeClient, url: str) -> None:
+    endpoints = await client.v1.webhook_endpoints.list_async({"limit": 100})
+    if not any(endpoint.url == url for endpoint in endpoints.data):
+        await client.v1.webhook_endpoints.create_async({"url": url, "enabled_events": ["*"]})
+
+
+async def seed_catalog(client: stripe.StripeClient) -> None:
+    """Starter and Pro, monthly and yearly, each price with `credits` metadata; once only."""
+    existing = await client.v1.prices.list_async({"limit": 100})
+    known = {price.lookup_key for price in existing.data}
+    for name, monthly, credits in CATALOG:
+        if f"{name.lower()}_monthly" in known:
+            continue
+        product = await client.v1.products.create_async(
+            {"name": name, "description": f"The {name} plan"}
+        )
+        for interval, amount, cycle_credits in (
+            ("month", monthly, credits),
+            ("year", monthly * 10, credits * 12),
+        ):
+            await client.v1.prices.create_async(
+                {
+                    "product": product.id,
+                    "currency": "usd",
+                    "unit_amount": amount,
+                    "recurring": {"interval": interval},
+                    "lookup_key": f"{name.lower()}_{interval}ly",
+                    "metadata": {"credits": str(cycle_credits)},
+                }
+            )
