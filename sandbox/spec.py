@@ -123,7 +123,7 @@ def typed_fields(typed_dict: type) -> tuple[dict[str, Any], frozenset[str]]:
     # Resolved in the TypedDict's own module (inherited request options are left out above).
     holder = type("Fields", (), {"__annotations__": own, "__module__": typed_dict.__module__})
     fields = typing.get_type_hints(holder)
-    required: frozenset[str] = typed_dict.__required_keys__
+    required: frozenset[str] = typing.cast(Any, typed_dict).__required_keys__
     return fields, required - REQUEST_OPTION_KEYS
 
 
