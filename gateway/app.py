@@ -15,6 +15,7 @@ from gateway.graphiql import GatewayGraphQLRouter, mount_graphiql_assets
 from gateway.settings import Settings
 from resolvers.context import context_getter
 from schema.schema import build_schema
+from services.stripe.client import StripeApi
 
 log = logging.getLogger("billing_gateway")
 
@@ -45,11 +46,13 @@ def create_app(
                 sandbox = await _start_sandbox(settings)
                 stack.push_async_callback(sandbox.stop)
                 app.state.stripe_api_base = sandbox.url
+            app.state.stripe = StripeApi(settings, app.state.stripe_api_base)
             yield
 
     app = FastAPI(title="billing-gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.database = database
     app.state.stripe_api_base = settings.stripe_api_base
+    app.state.stripe = StripeApi(settings, settings.stripe_api_base)
     app.state.head_revision = head_revision()
 
     graphql = GatewayGraphQLRouter(

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEVELOPMENT_JWT_SECRET = "billing-gateway-development-secret-change-me"
 SANDBOX_WEBHOOK_SECRET = "whsec_billing_gateway_sandbox"
 SANDBOX_PUBLISHABLE_KEY = "pk_test_billing_gateway_sandbox"
+SANDBOX_API_KEY = "sk_test_billing_gateway_sandbox"
 MIN_PRODUCTION_SECRET_BYTES = 32
 
 

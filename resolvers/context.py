@@ -12,12 +12,14 @@ from gateway.auth import AuthError, Principal, TokenVerifier, bearer_token
 from gateway.settings import Settings
 from resolvers.loaders import Loaders
 from services import accounts
+from services.stripe.client import StripeApi
 
 
 @dataclass
 class RequestContext(BaseContext):
     settings: Settings
     database: Database
+    stripe: StripeApi
     loaders: Loaders
     principal: Principal | None
     auth_error: str | None
@@ -55,6 +57,7 @@ def context_getter(settings: Settings, verifier: TokenVerifier):
         return RequestContext(
             settings=settings,
             database=request.app.state.database,
+            stripe=request.app.state.stripe,
             loaders=Loaders.create(request.app.state.database),
             principal=principal,
             auth_error=auth_error,

@@ -1,17 +1,15 @@
 """Per-request DataLoaders: each batch opens its own short session (sessions are not task-safe)."""
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from aiodataloader import DataLoader
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db.database import Database
-from db.models import PaymentMethod
-
-Key = TypeVar("Key", bound=Hashable)
+from db.models import Account, Invoice, InvoiceLine, PaymentMethod, Plan, Subscription
 
 
 def _rows_by(
@@ -26,14 +24,42 @@ def _rows_by(
     return load
 
 
+def _lines_by_invoice(database: Database) -> Callable[[Sequence[int]], Any]:
+    async def load(invoice_ids: Sequence[int]) -> list[list[InvoiceLine]]:
+        query = (
+            select(InvoiceLine)
+            .where(InvoiceLine.invoice_id.in_(invoice_ids))
+            .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
+        )
+        async with database.session() as session:
+            rows = (await session.scalars(query)).all()
+        by_invoice: dict[int, list[InvoiceLine]] = {invoice_id: [] for invoice_id in invoice_ids}
+        for row in rows:
+            by_invoice[row.invoice_id].append(row)
+        return [by_invoice[invoice_id] for invoice_id in invoice_ids]
+
+    return load
+
+
 @dataclass(frozen=True)
 class Loaders:
+    account_by_id: DataLoader
+    plan_by_id: DataLoader
     payment_method_by_stripe_id: DataLoader
+    subscription_by_stripe_id: DataLoader
+    invoice_by_stripe_id: DataLoader
+    lines_by_invoice_id: DataLoader
 
     @classmethod
     def create(cls, database: Database) -> "Loaders":
+        def by(entity: type[Any], column: InstrumentedAttribute[Any]) -> DataLoader:
+            return DataLoader(_rows_by(database, entity, column))
+
         return cls(
-            payment_method_by_stripe_id=DataLoader(
-                _rows_by(database, PaymentMethod, PaymentMethod.stripe_payment_method_id)
-            ),
+            account_by_id=by(Account, Account.id),
+            plan_by_id=by(Plan, Plan.id),
+            payment_method_by_stripe_id=by(PaymentMethod, PaymentMethod.stripe_payment_method_id),
+            subscription_by_stripe_id=by(Subscription, Subscription.stripe_subscription_id),
+            invoice_by_stripe_id=by(Invoice, Invoice.stripe_invoice_id),
+            lines_by_invoice_id=DataLoader(_lines_by_invoice(database)),
         )

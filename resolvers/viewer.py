@@ -1,9 +1,13 @@
-"""`Query.viewer`: the signed-in caller's own billing."""
+"""`Query.viewer`: the signed-in caller's own billing; every field is scoped to their account."""
 
 import strawberry
 
-from db.models import Account
-from schema.billing import Customer
+from db.models import Account, InvoiceStatus, SubscriptionStatus
+from resolvers.connections import connection_of, query_error
+from schema.billing import Customer, Invoice, PaymentMethod, PaymentTransaction, Subscription
+from schema.common import Connection
+from services import invoices, payment_methods, payments, subscriptions
+from services.errors import DomainError
 
 
 @strawberry.type
@@ -14,3 +18,78 @@ class Viewer:
     @strawberry.field
     def customer(self) -> Customer | None:
         return Customer.from_model(self.account)
+
+    @strawberry.field
+    async def active_subscription(self, info: strawberry.Info) -> Subscription | None:
+        async with info.context.database.session() as session:
+            row = await subscriptions.active_for_account(
+                session=session, account_id=self.account.id
+            )
+        return Subscription.from_model(row) if row is not None else None
+
+    @strawberry.field
+    async def subscriptions(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: list[SubscriptionStatus] | None = None,
+    ) -> Connection[Subscription]:
+        try:
+            async with info.context.database.session() as session:
+                page = await subscriptions.list_for_account(
+                    session=session,
+                    account_id=self.account.id,
+                    statuses=status,
+                    first=first,
+                    after=after,
+                )
+        except DomainError as error:
+            raise query_error(error) from error
+        return connection_of(page, Subscription.from_model)
+
+    @strawberry.field
+    async def invoices(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: list[InvoiceStatus] | None = None,
+    ) -> Connection[Invoice]:
+        try:
+            async with info.context.database.session() as session:
+                page = await invoices.list_for_account(
+                    session=session,
+                    account_id=self.account.id,
+                    statuses=status,
+                    first=first,
+                    after=after,
+                )
+        except DomainError as error:
+            raise query_error(error) from error
+        return connection_of(page, Invoice.from_model)
+
+    @strawberry.field
+    async def payment_methods(self, info: strawberry.Info) -> list[PaymentMethod]:
+        async with info.context.database.session() as session:
+            rows = await payment_methods.list_for_account(
+                session=session, account_id=self.account.id
+            )
+        default = self.account.default_payment_method_stripe_id
+        return [
+            PaymentMethod.from_model(row, is_default=row.stripe_payment_method_id == default)
+            for row in rows
+        ]
+
+    @strawberry.field
+    async def transactions(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> Connection[PaymentTransaction]:
+        try:
+            async with info.context.database.session() as session:
+                page = await payments.list_for_account(
+                    session=session, account_id=self.account.id, first=first, after=after
+                )
+        except DomainError as error:
+            raise query_error(error) from error
+        return connection_of(page, PaymentTransaction.from_model)

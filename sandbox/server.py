@@ -11,9 +11,9 @@ import uvicorn
 
 from sandbox.app import create_sandbox_app
 from sandbox.delivery import Deliverer
+from gateway.settings import SANDBOX_API_KEY
 from sandbox.store import Store
 
-SANDBOX_API_KEY = "sk_test_billing_gateway_sandbox"
 
 
 class EmbeddedServer(uvicorn.Server):

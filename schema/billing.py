@@ -123,3 +123,184 @@ class Customer(Node):
             account_id=row.id,
             default_payment_method_stripe_id=row.default_payment_method_stripe_id,
         )
+
+
+@strawberry.type
+class InvoiceLine:
+    description: str | None
+    amount: Money
+    quantity: int | None
+    proration: bool
+    period_start: datetime | None
+    period_end: datetime | None
+
+    @classmethod
+    def from_model(cls, row: models.InvoiceLine) -> "InvoiceLine":
+        return cls(
+            description=row.description,
+            amount=Money.of(row.amount, row.currency),
+            quantity=row.quantity,
+            proration=row.proration,
+            period_start=row.period_start,
+            period_end=row.period_end,
+        )
+
+
+@strawberry.type
+class Invoice(Node):
+    stripe_invoice_id: str
+    number: str | None
+    status: models.InvoiceStatus
+    total: Money
+    tax: Money | None
+    amount_due: Money
+    amount_paid: Money
+    period_start: datetime | None
+    period_end: datetime | None
+    due_date: datetime | None
+    paid_at: datetime | None
+    hosted_invoice_url: str | None
+    pdf_url: str = strawberry.field(
+        description="A gateway URL that serves this invoice as a PDF to its owner."
+    )
+    created_at: datetime
+    row_id: strawberry.Private[int]
+    subscription_stripe_id: strawberry.Private[str | None]
+
+    @strawberry.field
+    async def subscription(self, info: strawberry.Info) -> "Subscription | None":
+        if self.subscription_stripe_id is None:
+            return None
+        row = await info.context.loaders.subscription_by_stripe_id.load(self.subscription_stripe_id)
+        return Subscription.from_model(row) if row is not None else None
+
+    @strawberry.field
+    async def lines(self, info: strawberry.Info) -> list[InvoiceLine]:
+        rows = await info.context.loaders.lines_by_invoice_id.load(self.row_id)
+        return [InvoiceLine.from_model(row) for row in rows]
+
+    @classmethod
+    def from_model(cls, row: models.Invoice) -> "Invoice":
+        global_id = to_global_id("Invoice", row.id)
+        return cls(
+            id=strawberry.ID(global_id),
+            stripe_invoice_id=row.stripe_invoice_id,
+            number=row.number,
+            status=row.status,
+            total=Money.of(row.total, row.currency),
+            tax=Money.of(row.tax, row.currency) if row.tax is not None else None,
+            amount_due=Money.of(row.amount_due, row.currency),
+            amount_paid=Money.of(row.amount_paid, row.currency),
+            period_start=row.period_start,
+            period_end=row.period_end,
+            due_date=row.due_date,
+            paid_at=row.paid_at,
+            hosted_invoice_url=row.hosted_invoice_url,
+            pdf_url=f"/invoices/{global_id}/pdf",
+            created_at=row.stripe_created_at,
+            row_id=row.id,
+            subscription_stripe_id=row.subscription_stripe_id,
+        )
+
+
+@strawberry.type
+class Subscription(Node):
+    stripe_subscription_id: str
+    status: models.SubscriptionStatus
+    quantity: int
+    current_period_start: datetime
+    current_period_end: datetime
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    trial_end: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    plan_id: strawberry.Private[int]
+    latest_invoice_stripe_id: strawberry.Private[str | None]
+
+    @strawberry.field
+    async def plan(self, info: strawberry.Info) -> Plan:
+        return Plan.from_model(await info.context.loaders.plan_by_id.load(self.plan_id))
+
+    @strawberry.field
+    async def latest_invoice(self, info: strawberry.Info) -> Invoice | None:
+        if self.latest_invoice_stripe_id is None:
+            return None
+        row = await info.context.loaders.invoice_by_stripe_id.load(self.latest_invoice_stripe_id)
+        return Invoice.from_model(row) if row is not None else None
+
+    @classmethod
+    def from_model(cls, row: models.Subscription) -> "Subscription":
+        return cls(
+            id=strawberry.ID(to_global_id("Subscription", row.id)),
+            stripe_subscription_id=row.stripe_subscription_id,
+            status=row.status,
+            quantity=row.quantity,
+            current_period_start=row.current_period_start,
+            current_period_end=row.current_period_end,
+            cancel_at_period_end=row.cancel_at_period_end,
+            canceled_at=row.canceled_at,
+            trial_end=row.trial_end,
+            created_at=row.stripe_created_at,
+            updated_at=row.updated_at,
+            plan_id=row.plan_id,
+            latest_invoice_stripe_id=row.latest_invoice_stripe_id,
+        )
+
+
+@strawberry.type
+class PaymentTransaction(Node):
+    stripe_payment_intent_id: str
+    status: models.PaymentStatus
+    amount: Money
+    amount_refunded: Money
+    description: str | None
+    failure_code: str | None
+    failure_message: str | None
+    receipt_url: str | None
+    created_at: datetime
+    account_id: strawberry.Private[int]
+    payment_method_stripe_id: strawberry.Private[str | None]
+    invoice_stripe_id: strawberry.Private[str | None]
+
+    @strawberry.field
+    async def payment_method(self, info: strawberry.Info) -> PaymentMethod | None:
+        if self.payment_method_stripe_id is None:
+            return None
+        row = await info.context.loaders.payment_method_by_stripe_id.load(
+            self.payment_method_stripe_id
+        )
+        if row is None or row.account_id != self.account_id:
+            return None
+        account = await info.context.loaders.account_by_id.load(self.account_id)
+        is_default = account.default_payment_method_stripe_id == row.stripe_payment_method_id
+        return PaymentMethod.from_model(row, is_default=is_default)
+
+    @strawberry.field
+    async def invoice(self, info: strawberry.Info) -> Invoice | None:
+        if self.invoice_stripe_id is None:
+            return None
+        row = await info.context.loaders.invoice_by_stripe_id.load(self.invoice_stripe_id)
+        return (
+            Invoice.from_model(row)
+            if row is not None and row.account_id == self.account_id
+            else None
+        )
+
+    @classmethod
+    def from_model(cls, row: models.PaymentTransaction) -> "PaymentTransaction":
+        return cls(
+            id=strawberry.ID(to_global_id("PaymentTransaction", row.id)),
+            stripe_payment_intent_id=row.stripe_payment_intent_id,
+            status=row.status,
+            amount=Money.of(row.amount, row.currency),
+            amount_refunded=Money.of(row.amount_refunded, row.currency),
+            description=row.description,
+            failure_code=row.failure_code,
+            failure_message=row.failure_message,
+            receipt_url=row.receipt_url,
+            created_at=row.stripe_created_at,
+            account_id=row.account_id,
+            payment_method_stripe_id=row.payment_method_stripe_id,
+            invoice_stripe_id=row.invoice_stripe_id,
+        )

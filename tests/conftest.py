@@ -7,19 +7,28 @@ database afterwards (TRUNCATE), so tests that need real commits and races can ha
 import os
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import URL, text
+import stripe
+from sqlalchemy import URL, select, text
 
 from db.database import Database, asyncpg_url, create_database_if_missing
 from db.embedded import start_embedded_postgres
 from db.migrate import upgrade
+from db.models import Plan
 from gateway.app import create_app
 from gateway.auth import mint_token
-from gateway.settings import Settings
+from gateway.settings import SANDBOX_WEBHOOK_SECRET, Settings
+from sandbox.demo import sdk_client, seed_catalog
+from sandbox.server import SandboxServer
+from sandbox.store import Store
+from schema.ids import to_global_id
+from services import catalog
+from services.stripe.client import StripeApi
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,9 +81,47 @@ async def db(database: Database) -> AsyncIterator[Database]:
         await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
+@pytest.fixture(scope="session")
+async def stripe_sandbox() -> AsyncIterator[SandboxServer]:
+    """The offline Stripe the gateway talks to in tests, over HTTP, like real Stripe."""
+    server = await SandboxServer(store=Store(webhook_secret=SANDBOX_WEBHOOK_SECRET)).start()
+    yield server
+    await server.stop()
+
+
 @pytest.fixture
-def settings() -> Settings:
-    return Settings(billing_env="test", database_url=None, billing_data_dir=REPO_ROOT / ".billing")
+def settings(stripe_sandbox: SandboxServer) -> Settings:
+    return Settings(
+        billing_env="test",
+        database_url=None,
+        billing_data_dir=REPO_ROOT / ".billing",
+        stripe_api_base=stripe_sandbox.url,
+    )
+
+
+@dataclass
+class Billing:
+    """A clean sandbox with the demo catalog, mirrored into plans, and an SDK client on it."""
+
+    sandbox: SandboxServer
+    stripe: stripe.StripeClient
+    plans: dict[str, Plan]
+
+    def plan_id(self, lookup_key: str) -> str:
+        return to_global_id("Plan", self.plans[lookup_key].id)
+
+
+@pytest.fixture
+async def billing(stripe_sandbox: SandboxServer, settings: Settings, db: Database) -> Billing:
+    stripe_sandbox.store.reset()
+    client = sdk_client(stripe_sandbox.url)
+    await seed_catalog(client)
+    async with db.session() as session:
+        await catalog.sync_plans(session=session, stripe=StripeApi(settings, stripe_sandbox.url))
+    async with db.session() as session:
+        rows = (await session.scalars(select(Plan))).all()
+    prices = {price.id: price.lookup_key for price in (await client.v1.prices.list_async()).data}
+    return Billing(stripe_sandbox, client, {prices[row.stripe_price_id]: row for row in rows})
 
 
 @pytest.fixture

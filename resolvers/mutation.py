@@ -1,0 +1,8 @@
+"""The Mutation root: each family of mutations lives in its own module under mutations/."""
+
+from strawberry.tools import merge_types
+
+from resolvers.mutations.payments import PaymentMutations
+from resolvers.mutations.subscriptions import SubscriptionMutations
+
+Mutation = merge_types("Mutation", (SubscriptionMutations, PaymentMutations))

@@ -1,0 +1,281 @@
+"""The gateway's one door to Stripe: every call the services make, async, with an
+idempotency key on every write, and Stripe's failures translated to domain errors.
+
+The same code talks to Stripe (STRIPE_API_KEY) or to the offline sandbox (its URL as
+the API base), so tests exercise exactly what production runs."""
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import stripe
+
+from gateway.settings import SANDBOX_API_KEY, Settings
+from services.stripe.errors import translated_errors
+
+T = TypeVar("T")
+
+TIMEOUT_SECONDS = 20
+NETWORK_RETRIES = 2
+# What a subscription create or change needs back to mirror it and to answer the caller.
+SUBSCRIPTION_EXPAND = ["latest_invoice.confirmation_secret", "latest_invoice.payments"]
+
+
+# Where calls go when there is neither a key nor a sandbox: nowhere (the discard port), so
+# the sandbox's key is never sent to real Stripe and calls fail as STRIPE_UNAVAILABLE.
+NOWHERE = "http://127.0.0.1:9"
+
+
+class StripeApi:
+    def __init__(self, settings: Settings, api_base: str | None) -> None:
+        key = settings.stripe_api_key
+        if key is None and api_base is None:
+            api_base = NOWHERE
+        self._client = stripe.StripeClient(
+            key.get_secret_value() if key is not None else SANDBOX_API_KEY,
+            base_addresses={"api": api_base} if api_base else None,
+            http_client=stripe.HTTPXClient(timeout=TIMEOUT_SECONDS),
+            max_network_retries=NETWORK_RETRIES,
+        )
+        self.v1 = self._client.v1
+
+    async def call(self, operation: str, request: Awaitable[T]) -> T:
+        with translated_errors(operation):
+            return await request
+
+    def _write(self, idempotency_key: str) -> Any:
+        return {"idempotency_key": idempotency_key}
+
+    # --- customers and payment methods ---------------------------------------------
+
+    async def create_customer(
+        self, *, user_id: str, email: str | None, name: str | None, idempotency_key: str
+    ) -> stripe.Customer:
+        params: Any = {"metadata": {"user_id": user_id}}
+        if email:
+            params["email"] = email
+        if name:
+            params["name"] = name
+        request = self.v1.customers.create_async(params, self._write(idempotency_key))
+        return await self.call("customers.create", request)
+
+    async def retrieve_customer(self, customer_id: str) -> stripe.Customer:
+        return await self.call("customers.retrieve", self.v1.customers.retrieve_async(customer_id))
+
+    async def set_default_payment_method(
+        self, *, customer_id: str, payment_method_id: str | None, idempotency_key: str
+    ) -> stripe.Customer:
+        params: Any = {"invoice_settings": {"default_payment_method": payment_method_id or ""}}
+        request = self.v1.customers.update_async(customer_id, params, self._write(idempotency_key))
+        return await self.call("customers.update", request)
+
+    async def attach_payment_method(
+        self, *, payment_method_id: str, customer_id: str, idempotency_key: str
+    ) -> stripe.PaymentMethod:
+        request = self.v1.payment_methods.attach_async(
+            payment_method_id, {"customer": customer_id}, self._write(idempotency_key)
+        )
+        return await self.call("payment_methods.attach", request)
+
+    async def detach_payment_method(
+        self, *, payment_method_id: str, idempotency_key: str
+    ) -> stripe.PaymentMethod:
+        request = self.v1.payment_methods.detach_async(
+            payment_method_id, None, self._write(idempotency_key)
+        )
+        return await self.call("payment_methods.detach", request)
+
+    async def retrieve_payment_method(self, payment_method_id: str) -> stripe.PaymentMethod:
+        request = self.v1.payment_methods.retrieve_async(payment_method_id)
+        return await self.call("payment_methods.retrieve", request)
+
+    async def create_setup_intent(
+        self, *, customer_id: str, idempotency_key: str
+    ) -> stripe.SetupIntent:
+        params: Any = {"customer": customer_id, "usage": "off_session"}
+        request = self.v1.setup_intents.create_async(params, self._write(idempotency_key))
+        return await self.call("setup_intents.create", request)
+
+    # --- catalog ----------------------------------------------------------------------
+
+    async def list_prices(self) -> list[stripe.Price]:
+        """Every price, with its product expanded."""
+        prices: list[stripe.Price] = []
+        params: Any = {"limit": 100, "expand": ["data.product"]}
+        while True:
+            page = await self.call("prices.list", self.v1.prices.list_async(params))
+            prices.extend(page.data)
+            if not page.has_more:
+                return prices
+            params = params | {"starting_after": page.data[-1].id}
+
+    # --- subscriptions ------------------------------------------------------------------
+
+    async def create_subscription(
+        self,
+        *,
+        customer_id: str,
+        price_id: str,
+        quantity: int,
+        payment_method_id: str | None,
+        trial_days: int | None,
+        idempotency_key: str,
+    ) -> stripe.Subscription:
+        params: Any = {
+            "customer": customer_id,
+            "items": [{"price": price_id, "quantity": quantity}],
+            "expand": SUBSCRIPTION_EXPAND,
+            "payment_settings": {"save_default_payment_method": "on_subscription"},
+        }
+        if payment_method_id:
+            params |= {
+                "default_payment_method": payment_method_id,
+                "payment_behavior": "allow_incomplete",
+            }
+        else:
+            # No card yet: Stripe.js collects and confirms it with the returned client secret.
+            params["payment_behavior"] = "default_incomplete"
+        if trial_days:
+            params["trial_period_days"] = trial_days
+        request = self.v1.subscriptions.create_async(params, self._write(idempotency_key))
+        return await self.call("subscriptions.create", request)
+
+    async def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
+        request = self.v1.subscriptions.retrieve_async(
+            subscription_id, {"expand": SUBSCRIPTION_EXPAND}
+        )
+        return await self.call("subscriptions.retrieve", request)
+
+    async def change_subscription_price(
+        self,
+        *,
+        subscription_id: str,
+        item_id: str,
+        price_id: str,
+        quantity: int,
+        prorate: bool,
+        idempotency_key: str,
+    ) -> stripe.Subscription:
+        params: Any = {
+            "items": [{"id": item_id, "price": price_id, "quantity": quantity}],
+            "proration_behavior": "always_invoice" if prorate else "none",
+            "payment_behavior": "allow_incomplete",
+            "expand": SUBSCRIPTION_EXPAND,
+        }
+        request = self.v1.subscriptions.update_async(
+            subscription_id, params, self._write(idempotency_key)
+        )
+        return await self.call("subscriptions.update", request)
+
+    async def set_cancel_at_period_end(
+        self, *, subscription_id: str, cancel: bool, idempotency_key: str
+    ) -> stripe.Subscription:
+        params: Any = {"cancel_at_period_end": cancel, "expand": SUBSCRIPTION_EXPAND}
+        request = self.v1.subscriptions.update_async(
+            subscription_id, params, self._write(idempotency_key)
+        )
+        return await self.call("subscriptions.update", request)
+
+    async def cancel_subscription(
+        self, *, subscription_id: str, idempotency_key: str
+    ) -> stripe.Subscription:
+        params: Any = {"expand": SUBSCRIPTION_EXPAND}
+        request = self.v1.subscriptions.cancel_async(
+            subscription_id, params, self._write(idempotency_key)
+        )
+        return await self.call("subscriptions.cancel", request)
+
+    # --- invoices and payments ----------------------------------------------------------
+
+    async def retrieve_invoice(self, invoice_id: str) -> stripe.Invoice:
+        request = self.v1.invoices.retrieve_async(
+            invoice_id, {"expand": ["payments", "confirmation_secret"]}
+        )
+        return await self.call("invoices.retrieve", request)
+
+    async def pay_invoice(
+        self, *, invoice_id: str, payment_method_id: str | None, idempotency_key: str
+    ) -> stripe.Invoice:
+        params: Any = {"expand": ["payments", "confirmation_secret"]}
+        if payment_method_id:
+            params["payment_method"] = payment_method_id
+        request = self.v1.invoices.pay_async(invoice_id, params, self._write(idempotency_key))
+        return await self.call("invoices.pay", request)
+
+    async def create_payment(
+        self,
+        *,
+        customer_id: str,
+        amount: int,
+        currency: str,
+        description: str | None,
+        payment_method_id: str | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> stripe.PaymentIntent:
+        params: Any = {
+            "amount": amount,
+            "currency": currency,
+            "customer": customer_id,
+            "metadata": metadata,
+            "payment_method_types": ["card"],
+            "expand": ["latest_charge"],
+        }
+        if description:
+            params["description"] = description
+        if payment_method_id:
+            params |= {"payment_method": payment_method_id, "confirm": True}
+        request = self.v1.payment_intents.create_async(params, self._write(idempotency_key))
+        return await self.call("payment_intents.create", request)
+
+    async def retrieve_payment(self, payment_intent_id: str) -> stripe.PaymentIntent:
+        request = self.v1.payment_intents.retrieve_async(
+            payment_intent_id, {"expand": ["latest_charge"]}
+        )
+        return await self.call("payment_intents.retrieve", request)
+
+    async def refund(
+        self,
+        *,
+        payment_intent_id: str,
+        amount: int | None,
+        reason: str | None,
+        idempotency_key: str,
+    ) -> stripe.Refund:
+        params: Any = {"payment_intent": payment_intent_id}
+        if amount is not None:
+            params["amount"] = amount
+        if reason:
+            params["metadata"] = {"reason": reason}
+        request = self.v1.refunds.create_async(params, self._write(idempotency_key))
+        return await self.call("refunds.create", request)
+
+    # --- hosted pages -------------------------------------------------------------------
+
+    async def create_checkout_session(
+        self,
+        *,
+        customer_id: str,
+        price_id: str,
+        success_url: str,
+        cancel_url: str,
+        trial_days: int | None,
+        idempotency_key: str,
+    ) -> stripe.checkout.Session:
+        params: Any = {
+            "mode": "subscription",
+            "customer": customer_id,
+            "line_items": [{"price": price_id, "quantity": 1}],
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+        }
+        if trial_days:
+            params["subscription_data"] = {"trial_period_days": trial_days}
+        request = self.v1.checkout.sessions.create_async(params, self._write(idempotency_key))
+        return await self.call("checkout.sessions.create", request)
+
+    async def create_portal_session(
+        self, *, customer_id: str, return_url: str, idempotency_key: str
+    ) -> stripe.billing_portal.Session:
+        params: Any = {"customer": customer_id, "return_url": return_url}
+        request = self.v1.billing_portal.sessions.create_async(params, self._write(idempotency_key))
+        return await self.call("billing_portal.sessions.create", request)
