@@ -3,7 +3,7 @@
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import stripe
 
@@ -46,7 +46,7 @@ def _card_error(error: stripe.CardError) -> DomainError:
     code = error.code or ""
     decline = getattr(error, "decline_code", None) or ""
     if "authentication_required" in (code, decline):
-        body: dict[str, Any] = error.json_body or {}
+        body = cast(dict[str, Any], error.json_body or {})
         intent = body.get("error", {}).get("payment_intent") or {}
         return PaymentRequiresAction(
             "The bank requires the customer to authenticate this payment",
