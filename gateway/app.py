@@ -15,6 +15,8 @@ from gateway.graphiql import GatewayGraphQLRouter, mount_graphiql_assets
 from gateway.settings import Settings
 from resolvers.context import context_getter
 from schema.schema import build_schema
+from services import catalog
+from services.errors import DomainError
 from services.stripe.client import StripeApi
 
 log = logging.getLogger("billing_gateway")
@@ -28,6 +30,7 @@ def create_app(
     database: Database | None = None,
     migrate: bool = False,
     start_sandbox: bool = False,
+    sync_catalog: bool = False,
 ) -> FastAPI:
     """The gateway; without a database handed in, its lifespan opens and closes its own.
 
@@ -47,6 +50,8 @@ def create_app(
                 stack.push_async_callback(sandbox.stop)
                 app.state.stripe_api_base = sandbox.url
             app.state.stripe = StripeApi(settings, app.state.stripe_api_base)
+            if sync_catalog:
+                await _sync_catalog(app.state.database, app.state.stripe)
             yield
 
     app = FastAPI(title="billing-gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -97,3 +102,13 @@ async def _start_sandbox(settings: Settings):
     log.warning("OFFLINE STRIPE SANDBOX at %s: no real money moves", sandbox.url)
     print(f"  Stripe:   OFFLINE SANDBOX at {sandbox.url} (no real money moves)", flush=True)
     return sandbox
+
+
+async def _sync_catalog(database: Database, stripe: StripeApi) -> None:
+    """Mirror Stripe's prices at start; an unreachable Stripe delays this, never the start."""
+    try:
+        async with database.session() as session:
+            count = await catalog.sync_plans(session=session, stripe=stripe)
+        log.info("synced %d prices from Stripe into plans", count)
+    except DomainError as error:
+        log.warning("plans not synced at start: %s", error.message)

@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--down-to", help="downgrade to this revision instead ('base': empty)")
     migrate.set_defaults(run=_migrate)
 
+    sync = commands.add_parser("sync", help="re-read Stripe into the mirror")
+    sync.add_argument("what", choices=["plans"], help="plans: Stripe's prices and products")
+    sync.set_defaults(run=_sync)
+
     sandbox = commands.add_parser("sandbox", help="run the offline Stripe sandbox on its own")
     sandbox.add_argument("--port", type=int, default=12111, help="port (default 12111)")
     sandbox.add_argument("--state-file", type=Path, help="keep the sandbox's state in this file")
@@ -69,7 +73,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # returns, so no connection is left to a cancelled task at exit.
     settings = settings.model_copy(update={"host": host, "port": port})
     sandbox = settings.uses_sandbox and settings.stripe_api_base is None
-    app = create_app(settings, migrate=not args.no_migrate, start_sandbox=sandbox)
+    app = create_app(
+        settings, migrate=not args.no_migrate, start_sandbox=sandbox, sync_catalog=True
+    )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
     print(_banner(settings, host, port), flush=True)
     # uvicorn re-raises the signal that stopped it; SIGTERM must unwind like Ctrl-C so that
@@ -111,6 +117,28 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _sync(settings: Settings, args: argparse.Namespace) -> int:
+    from services import catalog
+    from services.errors import DomainError
+    from services.stripe.client import StripeApi
+
+    async def run() -> int:
+        database = await open_database(settings)
+        try:
+            async with database.session() as session:
+                stripe = StripeApi(settings, settings.stripe_api_base)
+                count = await catalog.sync_plans(session=session, stripe=stripe)
+        except DomainError as error:
+            print(f"billing-gateway: {error.message}", file=sys.stderr)
+            return 1
+        finally:
+            await database.dispose()
+        print(f"synced {count} prices into plans")
+        return 0
+
+    return asyncio.run(run())
 
 
 def _sandbox(settings: Settings, args: argparse.Namespace) -> int:

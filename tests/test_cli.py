@@ -131,10 +131,14 @@ async def test_serve_migrates_then_serves_graphql_with_a_banner(
                 f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"}
             )
             answer = await client.post(
-                f"http://127.0.0.1:{port}/graphql", json={"query": "{ billingConfig { sandbox } }"}
+                f"http://127.0.0.1:{port}/graphql",
+                json={"query": "{ billingConfig { sandbox } plans { productName credits } }"},
             )
         assert page.status_code == 200 and "graphiql" in page.text.lower()
-        assert answer.json() == {"data": {"billingConfig": {"sandbox": True}}}
+        data = answer.json()["data"]
+        assert data["billingConfig"] == {"sandbox": True}
+        # The seeded sandbox catalog was mirrored into plans at start.
+        assert [plan["productName"] for plan in data["plans"]] == ["Starter", "Pro", "Starter", "Pro"]
     finally:
         process.send_signal(stop_signal)
         output, _ = process.communicate(timeout=30)
@@ -194,3 +198,36 @@ async def test_the_sandbox_command_serves_stripe_to_the_sdk(tmp_path):
     assert "OFFLINE STRIPE SANDBOX" in output
     saved = json.loads(state_file.read_text())["objects"]
     assert saved[customer.id]["email"] == "cli@example.com"
+
+
+async def test_sync_plans_mirrors_the_stripe_catalog(scratch_database_url, stripe_sandbox):
+    from sandbox.demo import sdk_client, seed_catalog
+
+    stripe_sandbox.store.reset()
+    await seed_catalog(sdk_client(stripe_sandbox.url))
+    env = {
+        "DATABASE_URL": scratch_database_url.render_as_string(hide_password=False),
+        "STRIPE_API_BASE": stripe_sandbox.url,
+    }
+    assert (await asyncio.to_thread(run, "migrate", env=env)).returncode == 0
+    synced = await asyncio.to_thread(run, "sync", "plans", env=env)
+    assert synced.returncode == 0, synced.stderr
+    assert "synced 4 prices" in synced.stdout
+    database = Database(scratch_database_url, pool_size=1)
+    try:
+        async with database.engine.connect() as conn:
+            rows = (
+                await conn.execute(text("SELECT product_name, credits FROM plans ORDER BY amount"))
+            ).all()
+    finally:
+        await database.dispose()
+    assert rows == [("Starter", 100), ("Pro", 1000), ("Starter", 1200), ("Pro", 12000)]
+
+
+async def test_sync_plans_says_when_stripe_is_unreachable(scratch_database_url):
+    env = {
+        "DATABASE_URL": scratch_database_url.render_as_string(hide_password=False),
+        "STRIPE_API_BASE": "http://127.0.0.1:9",
+    }
+    result = await asyncio.to_thread(run, "sync", "plans", env=env)
+    assert result.returncode == 1 and "Stripe is unavailable" in result.stderr
