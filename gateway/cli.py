@@ -144,8 +144,8 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
 def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from gateway.settings import SANDBOX_API_KEY
     from sandbox.app import create_sandbox_app
-    from sandbox.server import SANDBOX_API_KEY
     from sandbox.spec import API_VERSION
     from sandbox.store import Store
 

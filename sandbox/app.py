@@ -1,6 +1,8 @@
-"""The sandbox's HTTP face: Stripe's v1 API (as the SDK calls it) plus a few `/_sandbox`
-endpoints that stand in for what a customer does in a browser."""
+"""The sandbox's HTTP face: Stripe's v1 API (as the SDK calls it) plus `/_sandbox` endpoints
+that stand in for what a customer (or their bank) does, move the sandbox-wide clock, set
+Billing's Dashboard settings, and make webhook delivery misbehave on purpose."""
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -14,12 +16,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox import resources  # noqa: F401 - registers the handlers
-from sandbox.delivery import Deliverer
+from sandbox.clocks import advance_sandbox, time_of_request
+from sandbox.delivery import Chaos, Deliverer
 from sandbox.errors import StripeError, invalid_request
 from sandbox.expand import expanded
 from sandbox.faults import Fault, injected_response
 from sandbox.params import decode_form, validate
 from sandbox.registry import HANDLERS, Call
+from sandbox.resources.common import one_of
 from sandbox.spec import API_VERSION, find_endpoint
 from sandbox.store import RequestInfo, Store
 
@@ -59,7 +63,21 @@ def create_sandbox_app(
     async def reset(request: Request) -> Response:
         store.reset()
         faults.clear()
+        deliverer.chaos.clear()
         return JSONResponse({"reset": True})
+
+    async def chaos(request: Request) -> Response:
+        endpoint_id = request.path_params["id"]
+        try:
+            store.get("webhook_endpoint", endpoint_id)
+            if request.method == "DELETE":
+                deliverer.chaos.pop(endpoint_id, None)
+                return JSONResponse({"endpoint": endpoint_id, "chaos": None})
+            settings = Chaos.from_form(decode_form((await request.body()).decode()))
+        except StripeError as error:
+            return JSONResponse({"error": error.body}, status_code=error.status)
+        deliverer.chaos[endpoint_id] = settings
+        return JSONResponse({"endpoint": endpoint_id, "chaos": settings.settings()})
 
     async def inject_fault(request: Request) -> Response:
         if request.method == "DELETE":
@@ -73,9 +91,12 @@ def create_sandbox_app(
     routes = [
         Route("/_sandbox/reset", reset, methods=["POST"]),
         Route("/_sandbox/faults", inject_fault, methods=["POST", "DELETE"]),
+        Route("/_sandbox/webhook_endpoints/{id}/chaos", chaos, methods=["POST", "DELETE"]),
+        Route("/_sandbox/clock/advance", _action(store, _advance_clock), methods=["POST"]),
+        Route("/_sandbox/billing_settings", _action(store, _billing_settings), methods=["POST"]),
     ]
     routes += [
-        Route(path, _browser(store, action), methods=["POST"]) for path, action in BROWSER_ROUTES
+        Route(path, _action(store, action), methods=["POST"]) for path, action in BROWSER_ROUTES
     ]
     routes.append(Route("/{path:path}", api, methods=["GET", "POST", "DELETE"]))
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -84,14 +105,40 @@ def create_sandbox_app(
     return app
 
 
-def _browser(store: Store, action):
-    """A `/_sandbox` action: what Stripe.js or a hosted page would do for the customer."""
+def _advance_clock(store: Store, args: dict[str, str], form: dict[str, Any]) -> dict[str, Any]:
+    """Move the sandbox-wide clock (see `advance_sandbox`)."""
+    return advance_sandbox(store, form)
+
+
+def _billing_settings(store: Store, args: dict[str, str], form: dict[str, Any]) -> dict[str, Any]:
+    """Change Billing's Dashboard settings (see `BillingSettings`); answers all of them."""
+    changes: dict[str, Any] = {}
+    try:
+        if "retry_days" in form:
+            changes["retry_days"] = tuple(int(day) for day in form["retry_days"].split(",") if day)
+        for name in ("upcoming_days", "finalize_after"):
+            if name in form:
+                changes[name] = int(form[name])
+    except ValueError as error:
+        raise invalid_request(f"Invalid billing setting: {error}") from None
+    if "after_retries" in form:
+        changes["after_retries"] = one_of(
+            form["after_retries"], ("canceled", "unpaid"), "after_retries"
+        )
+    store.billing = dataclasses.replace(store.billing, **changes)
+    return vars(store.billing)
+
+
+def _action(store: Store, action):
+    """A `/_sandbox` action (such as what Stripe.js, a hosted page or a bank would do for the
+    customer), run at the time of the test clock its objects live by."""
 
     async def run(request: Request) -> Response:
         params = decode_form((await request.body()).decode())
         store.current_request = RequestInfo(store.new_id("req", 14), None)
         try:
-            return JSONResponse(action(store, request.path_params, params))
+            with store.at(time_of_request(store, params, request.path_params)):
+                return JSONResponse(action(store, request.path_params, params))
         except StripeError as error:
             return JSONResponse({"error": error.body}, status_code=error.status)
         finally:
@@ -141,8 +188,9 @@ async def _dispatch(store: Store, request: Request) -> Response:
 def _run(handler, call: Call) -> tuple[int, dict[str, Any]]:
     call.store.current_request = call.request
     try:
-        result = handler(call)
-        return 200, expanded(call.store, result, call.params.get("expand", []))
+        with call.store.at(time_of_request(call.store, call.params, call.args)):
+            result = handler(call)
+            return 200, expanded(call.store, result, call.params.get("expand", []))
     except StripeError as error:
         return error.status, {"error": error.body}
     except Exception:  # a sandbox bug answers as Stripe's 500, and is logged

@@ -1,16 +1,20 @@
-"""Webhook delivery as Stripe does it: signed POSTs to each enabled endpoint, retried on failure."""
+"""Webhook delivery as Stripe does it: signed POSTs to each enabled endpoint, retried on failure;
+and, per endpoint on request, the misbehaviour real webhook traffic shows (`Chaos`)."""
 
 import asyncio
 import hashlib
 import hmac
 import json
 import logging
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
+from sandbox.errors import invalid_request
 from sandbox.registry import StripeObject
 from sandbox.store import Store
 
@@ -31,6 +35,82 @@ def subscribes(endpoint: StripeObject, event_type: str) -> bool:
     return endpoint["status"] == "enabled" and ("*" in enabled or event_type in enabled)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One event on its way to one endpoint."""
+
+    event: StripeObject
+    # A second copy of an event already being delivered (it does not count as delivering it).
+    copy: bool = False
+    delay: float = 0.0
+
+
+@dataclass
+class Chaos:
+    """One endpoint's deliveries misbehaving on purpose, as Stripe allows them to: events sent
+    twice, late, out of order, or only after failed attempts. With a seed, the same events
+    get the same treatment."""
+
+    duplicate: float = 0.0  # the share of events delivered twice
+    delay: float = 0.0  # each delivery waits a random time up to this many seconds
+    reorder: bool = False  # events waiting together go out in random order
+    window: int = 10  # at most this many waiting events are mixed together
+    fail_first: int = 0  # attempts of each delivery that fail, without posting, before one is made
+    seed: int | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    failures: dict[tuple[str, bool], int] = field(default_factory=dict)
+
+    @classmethod
+    def from_form(cls, form: Mapping[str, Any]) -> "Chaos":
+        """Settings from `/_sandbox/webhook_endpoints/{id}/chaos`; Stripe's 400 if malformed."""
+        try:
+            seed = int(form["seed"]) if form.get("seed") else None
+            chaos = cls(
+                duplicate=float(form.get("duplicate", 0)),
+                delay=float(form.get("delay", 0)),
+                reorder=form.get("reorder", "false") == "true",
+                window=int(form.get("window", 10)),
+                fail_first=int(form.get("fail_first", 0)),
+                seed=seed,
+                rng=random.Random(seed),
+            )
+        except ValueError as error:
+            raise invalid_request(f"Invalid chaos setting: {error}") from None
+        if not 0 <= chaos.duplicate <= 1 or chaos.delay < 0 or chaos.window < 1:
+            raise invalid_request("duplicate must be within 0..1, delay >= 0 and window >= 1.")
+        if chaos.fail_first < 0:
+            raise invalid_request("fail_first must be >= 0.", param="fail_first")
+        return chaos
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as given (for the `/_sandbox` answer)."""
+        names = ("duplicate", "delay", "reorder", "window", "fail_first", "seed")
+        return {name: getattr(self, name) for name in names}
+
+    def plan(self, batch: list[StripeObject]) -> list[Delivery]:
+        """The deliveries for events waiting together: copies added, order mixed, delays drawn."""
+        planned: list[tuple[StripeObject, bool]] = []
+        for event in batch:
+            planned.append((event, False))
+            if self.duplicate and self.rng.random() < self.duplicate:
+                planned.append((event, True))
+        if self.reorder:
+            self.rng.shuffle(planned)
+        return [
+            Delivery(event, copy, self.rng.uniform(0, self.delay) if self.delay else 0.0)
+            for event, copy in planned
+        ]
+
+    def fails(self, delivery: Delivery) -> bool:
+        """Whether this attempt is one of the first `fail_first`, failed without posting."""
+        key = (delivery.event["id"], delivery.copy)
+        failed = self.failures.get(key, 0)
+        if failed >= self.fail_first:
+            return False
+        self.failures[key] = failed + 1
+        return True
+
+
 @dataclass
 class Deliverer:
     """Delivers each event to each subscribed endpoint; a failed attempt is retried with
@@ -39,6 +119,7 @@ class Deliverer:
     store: Store
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS
     timeout: float = 10.0
+    chaos: dict[str, Chaos] = field(default_factory=dict)
     _queues: dict[str, asyncio.Queue[StripeObject]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _client: httpx.AsyncClient | None = None
@@ -82,24 +163,49 @@ class Deliverer:
     async def _drain(self, endpoint_id: str) -> None:
         queue = self._queues[endpoint_id]
         while True:
-            event = await queue.get()
+            batch = [await queue.get()]
+            chaos = self.chaos.get(endpoint_id)
+            # Events emitted by one request wait together; reordering mixes those.
+            while chaos and chaos.reorder and len(batch) < chaos.window and not queue.empty():
+                batch.append(queue.get_nowait())
             try:
-                if not await self._attempt(endpoint_id, event):
-                    self._spawn(self._retry(endpoint_id, event))
+                await self._send(endpoint_id, batch, chaos)
             finally:
-                queue.task_done()
+                for _ in batch:
+                    queue.task_done()
 
-    async def _retry(self, endpoint_id: str, event: StripeObject) -> None:
+    async def _send(self, endpoint_id: str, batch: list[StripeObject], chaos: Chaos | None) -> None:
+        deliveries = chaos.plan(batch) if chaos else [Delivery(event) for event in batch]
+        for delivery in deliveries:
+            if delivery.delay:
+                # A late delivery does not hold up the others, so it may arrive after them.
+                self._spawn(self._deliver_later(endpoint_id, delivery))
+            else:
+                await self._deliver(endpoint_id, delivery)
+
+    async def _deliver_later(self, endpoint_id: str, delivery: Delivery) -> None:
+        await asyncio.sleep(delivery.delay)
+        await self._deliver(endpoint_id, delivery)
+
+    async def _deliver(self, endpoint_id: str, delivery: Delivery) -> None:
+        if not await self._attempt(endpoint_id, delivery):
+            self._spawn(self._retry(endpoint_id, delivery))
+
+    async def _retry(self, endpoint_id: str, delivery: Delivery) -> None:
         for delay in self.retry_delays:
             await asyncio.sleep(delay)
-            if await self._attempt(endpoint_id, event):
+            if await self._attempt(endpoint_id, delivery):
                 return
-        log.warning("gave up delivering %s to %s", event["id"], endpoint_id)
+        log.warning("gave up delivering %s to %s", delivery.event["id"], endpoint_id)
 
-    async def _attempt(self, endpoint_id: str, event: StripeObject) -> bool:
+    async def _attempt(self, endpoint_id: str, delivery: Delivery) -> bool:
         endpoint = self.store.find("webhook_endpoint", endpoint_id)
         if endpoint is None or endpoint.get("deleted"):
             return True
+        chaos = self.chaos.get(endpoint_id)
+        if chaos is not None and chaos.fails(delivery):
+            return False
+        event = delivery.event
         payload = json.dumps(event)
         headers = {
             "Content-Type": "application/json; charset=utf-8",
@@ -114,6 +220,6 @@ class Deliverer:
             log.info("delivery of %s to %s failed: %r", event["id"], endpoint["url"], error)
             status = None
         delivered = status is not None and 200 <= status < 300
-        if delivered:
+        if delivered and not delivery.copy:
             event["pending_webhooks"] = max(0, event["pending_webhooks"] - 1)
         return delivered

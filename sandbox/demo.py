@@ -5,7 +5,8 @@ from pathlib import Path
 
 import stripe
 
-from sandbox.server import SANDBOX_API_KEY, SandboxServer
+from gateway.settings import SANDBOX_API_KEY
+from sandbox.server import SandboxServer
 from sandbox.store import Store
 
 # (product, monthly amount in cents, credits a month); yearly prices are ten months' worth

@@ -1,9 +1,10 @@
 """Where resource modules register what they implement: API handlers, reactions to events,
-and includable fields. Handlers may only be registered for paths the SDK really calls."""
+includable fields, and timers (what falls due as time passes). Handlers may only be
+registered for paths the SDK really calls."""
 
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sandbox.spec import sdk_endpoints
@@ -25,14 +26,26 @@ class Call:
     path: str
 
 
+@dataclass(frozen=True)
+class Due:
+    """Something that happens by itself at `at`, to an object of `customer` (whose test clock,
+    or the sandbox-wide clock, decides when that is). `run` must leave it no longer due."""
+
+    at: int
+    customer: str
+    run: Callable[[], object] = field(compare=False)
+
+
 Handler = Callable[[Call], StripeObject]
 EventHook = Callable[["Store", StripeObject], None]
 Includer = Callable[["Store", StripeObject], Any]
+Timer = Callable[["Store"], Iterable[Due]]
 
 HANDLERS: dict[tuple[str, str], Handler] = {}
 EVENT_HOOKS: dict[str, list[EventHook]] = defaultdict(list)
 # (object type, field) -> how to compute a field Stripe includes only when expanded.
 INCLUDABLE: dict[tuple[str, str], Includer] = {}
+TIMERS: list[Timer] = []
 
 
 def handles(method: str, template: str) -> Callable[[Handler], Handler]:
@@ -62,3 +75,9 @@ def includable(object_type: str, field: str) -> Callable[[Includer], Includer]:
         return includer
 
     return register
+
+
+def timer(find_due: Timer) -> Timer:
+    """Register a function that lists what is due (at any time) among a module's objects."""
+    TIMERS.append(find_due)
+    return find_due

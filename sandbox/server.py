@@ -11,9 +11,7 @@ import uvicorn
 
 from sandbox.app import create_sandbox_app
 from sandbox.delivery import Deliverer
-from gateway.settings import SANDBOX_API_KEY
 from sandbox.store import Store
-
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -43,6 +41,8 @@ class SandboxServer:
     async def start(self) -> "SandboxServer":
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Without it each keep-alive response waits ~40 ms for a delayed ACK (Nagle).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         self.deliverer = Deliverer(self.store)

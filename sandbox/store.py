@@ -2,7 +2,8 @@
 
 Handlers run one at a time on the event loop, so the state needs no locks. Objects are
 built from the key sets of Stripe's published fixtures, so each carries exactly the
-fields of its Stripe type.
+fields of its Stripe type. Time is the wall clock moved on by `clock_offset` (the
+sandbox-wide clock), or a moment `at()` pins, such as a test clock's frozen time.
 """
 
 import contextlib
@@ -25,6 +26,7 @@ from sandbox.spec import API_VERSION
 # Money that moved (or failed to) is never undone, so these events are never held back.
 NEVER_HELD = ("payment_intent.", "charge.", "payment_method.", "setup_intent.", "refund.")
 HeldEvent = tuple[str, StripeObject, StripeObject | None]
+DAY = 86400
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stripe_fixtures.json"
 ID_ALPHABET = string.ascii_letters + string.digits
@@ -48,6 +50,20 @@ def blank(object_name: str, **fields: Any) -> StripeObject:
 
 
 @dataclass
+class BillingSettings:
+    """Billing behaviour Stripe leaves to Dashboard settings; the defaults are Stripe-like."""
+
+    # Retry a failed renewal payment this many days after the previous attempt, in turn.
+    retry_days: tuple[int, ...] = (3, 5, 7)
+    # What a subscription becomes when its last retry fails: canceled or unpaid.
+    after_retries: str = "canceled"
+    # invoice.upcoming is sent this many days before a renewal (0: never).
+    upcoming_days: int = 3
+    # A renewal invoice stays a draft this long before it is finalized and charged.
+    finalize_after: int = 3600
+
+
+@dataclass
 class RequestInfo:
     id: str
     idempotency_key: str | None
@@ -65,11 +81,29 @@ class Store:
     event_listeners: list[Callable[[StripeObject], None]] = field(default_factory=list)
     current_request: RequestInfo | None = None
     clock_offset: int = 0
+    # While set, the moment now() answers: a test clock's frozen time, or a due time being run.
+    pinned_time: int | None = None
+    billing: BillingSettings = field(default_factory=BillingSettings)
     # Events of an all-or-nothing operation wait here until it has succeeded.
     held_events: list[HeldEvent] | None = None
+    # While rehearsing (see `rehearsal`) nothing is announced.
+    muted: bool = False
 
     def now(self) -> int:
+        if self.pinned_time is not None:
+            return self.pinned_time
         return int(time.time()) + self.clock_offset
+
+    @contextlib.contextmanager
+    def at(self, moment: int | None) -> Iterator[None]:
+        """Make now() answer `moment` meanwhile (None: leave the time as it is)."""
+        outer = self.pinned_time
+        if moment is not None:
+            self.pinned_time = moment
+        try:
+            yield
+        finally:
+            self.pinned_time = outer
 
     @staticmethod
     def new_id(prefix: str, length: int = 24) -> str:
@@ -131,6 +165,8 @@ class Store:
     ) -> None:
         """Record an event with a snapshot of the object, react to it, and hand it to listeners
         (unless `holding_events` is collecting this kind of event)."""
+        if self.muted:
+            return
         if self.held_events is not None and not event_type.startswith(NEVER_HELD):
             self.held_events.append(
                 (event_type, copy.deepcopy(obj), copy.deepcopy(previous_attributes))
@@ -173,16 +209,38 @@ class Store:
         for event_type, snapshot, previous in held:
             self.emit(event_type, snapshot, previous)
 
+    @contextlib.contextmanager
+    def rehearsal(self) -> Iterator[None]:
+        """Run changes silently, then undo them all (invoice previews are rehearsed changes).
+        Objects are restored in place, since events queued for delivery are shared."""
+        saved = copy.deepcopy(self.objects)
+        saved_ids = {kind: list(ids) for kind, ids in self.ids_by_type.items()}
+        outer, self.muted = self.muted, True
+        try:
+            yield
+        finally:
+            self.muted = outer
+            for object_id in self.objects.keys() - saved.keys():
+                del self.objects[object_id]
+            for object_id, snapshot in saved.items():
+                self.objects.setdefault(object_id, {}).clear()
+                self.objects[object_id].update(snapshot)
+            self.ids_by_type.clear()
+            self.ids_by_type.update(saved_ids)
+
     def save(self, path: Path) -> None:
         state = {
             "objects": self.objects,
             "ids_by_type": self.ids_by_type,
             "endpoint_secrets": self.endpoint_secrets,
+            # Objects are dated by the sandbox-wide clock; a restart must not turn it back.
+            "clock_offset": self.clock_offset,
         }
         path.write_text(json.dumps(state))
 
     def load(self, path: Path) -> None:
         state = json.loads(path.read_text())
+        self.clock_offset = state.get("clock_offset", 0)
         self.objects.update(state["objects"])
         self.endpoint_secrets.update(state["endpoint_secrets"])
         for object_type, ids in state["ids_by_type"].items():
@@ -193,6 +251,8 @@ class Store:
         self.ids_by_type.clear()
         self.idempotent_responses.clear()
         self.endpoint_secrets.clear()
+        self.clock_offset = 0
+        self.billing = BillingSettings()
 
 
 def changed_fields(before: StripeObject, after: StripeObject) -> StripeObject:

@@ -1,10 +1,17 @@
 """The audit trail: who did what to money, written in the same transaction as the change."""
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AuditLogEntry
+
+
+class Actor(NamedTuple):
+    """Who asked for a change to money ("user:<id>", "admin:<id>") and in which request."""
+
+    name: str
+    request_id: str | None = None
 
 
 def record(

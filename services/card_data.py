@@ -7,8 +7,9 @@ from typing import Any
 
 from services.errors import DomainError, ErrorCode
 
-# 12 to 19 digits, optionally grouped by spaces or dashes, not inside a longer number.
-CARD_NUMBER = re.compile(r"(?<![\d-])\d(?:[ -]?\d){11,18}(?![\d-])")
+# 12 to 19 digits, optionally grouped by spaces or dashes, not inside a longer number; a
+# dash or space next to it that does not continue the number is a separator ("key-4242…").
+CARD_NUMBER = re.compile(r"(?<!\d)(?<!\d[ -])\d(?:[ -]?\d){11,18}(?!\d)(?![ -]\d)")
 CVC = re.compile(r"\b(?:cvc|cvv2?|cvn|csc|cid|security[ _-]?code)\b\D{0,12}\b\d{3,4}\b", re.I)
 
 
@@ -43,4 +44,10 @@ def reject_card_data(value: Any, path: tuple[str, ...] = ()) -> None:
             reject_card_data(item, (*path, str(index)))
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for field in dataclasses.fields(value):
-            reject_card_data(getattr(value, field.name), (*path, field.name))
+            reject_card_data(getattr(value, field.name), (*path, _input_name(field.name)))
+
+
+def _input_name(name: str) -> str:
+    """The name the caller used: GraphQL inputs are the camel-cased dataclass fields."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)

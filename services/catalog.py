@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Plan, PriceKind
 from services import mirror
+from services.errors import InvalidInput, NotFound
 from services.stripe.client import StripeApi
 
 
@@ -23,6 +24,17 @@ async def list_plans(*, session: AsyncSession) -> Sequence[Plan]:
 
 async def get_plan(*, session: AsyncSession, plan_id: int) -> Plan | None:
     return await session.get(Plan, plan_id)
+
+
+async def plan_for_sale(*, session: AsyncSession, plan_id: int) -> Plan:
+    """A plan one may subscribe to: NOT_FOUND when unknown, INVALID_INPUT when not for sale."""
+    async with session.begin():
+        plan = await session.get(Plan, plan_id)
+    if plan is None:
+        raise NotFound("No such plan", ["planId"])
+    if not plan.active or plan.kind is not PriceKind.RECURRING:
+        raise InvalidInput("That plan is not for sale", ["planId"])
+    return plan
 
 
 async def sync_plans(*, session: AsyncSession, stripe: StripeApi) -> int:

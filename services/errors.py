@@ -1,5 +1,7 @@
 """Expected failures, each with a UserErrorCode value that resolvers hand to the caller."""
 
+import contextlib
+from collections.abc import Iterator
 from enum import StrEnum
 
 
@@ -36,3 +38,15 @@ class InvalidInput(DomainError):
 class NotFound(DomainError):
     def __init__(self, message: str, field: list[str] | None = None) -> None:
         super().__init__(ErrorCode.NOT_FOUND, message, field)
+
+
+@contextlib.contextmanager
+def about_field(field: str, *codes: ErrorCode) -> Iterator[None]:
+    """Point a DomainError with one of `codes` (default NOT_FOUND) that names no input field,
+    as Stripe's do not, at the input field it is about."""
+    try:
+        yield
+    except DomainError as error:
+        if error.field is None and error.code in (codes or (ErrorCode.NOT_FOUND,)):
+            error.field = [field]
+        raise

@@ -21,6 +21,19 @@ WAIT_STEPS = 50
 TRANSIENT = {ErrorCode.STRIPE_UNAVAILABLE, ErrorCode.RATE_LIMITED}
 
 Response = dict[str, Any]
+# Stripe keys are built from the caller's key plus a short prefix and must stay within 255.
+MAX_KEY_LENGTH = 200
+
+
+def check_key(key: str, field: str = "idempotencyKey") -> str:
+    """The caller's key, if it is usable: not blank and not too long."""
+    if not key.strip() or len(key) > MAX_KEY_LENGTH:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"An idempotency key is 1 to {MAX_KEY_LENGTH} characters",
+            [field],
+        )
+    return key
 
 
 def request_hash(operation: str, request: dict[str, Any]) -> str:

@@ -113,7 +113,8 @@ class Billing:
 
 @pytest.fixture
 async def billing(stripe_sandbox: SandboxServer, settings: Settings, db: Database) -> Billing:
-    stripe_sandbox.store.reset()
+    async with httpx.AsyncClient(base_url=stripe_sandbox.url) as browser:
+        await browser.post("/_sandbox/reset")  # the state and any injected faults
     client = sdk_client(stripe_sandbox.url)
     await seed_catalog(client)
     async with db.session() as session:

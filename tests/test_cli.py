@@ -138,7 +138,12 @@ async def test_serve_migrates_then_serves_graphql_with_a_banner(
         data = answer.json()["data"]
         assert data["billingConfig"] == {"sandbox": True}
         # The seeded sandbox catalog was mirrored into plans at start.
-        assert [plan["productName"] for plan in data["plans"]] == ["Starter", "Pro", "Starter", "Pro"]
+        assert [plan["productName"] for plan in data["plans"]] == [
+            "Starter",
+            "Pro",
+            "Starter",
+            "Pro",
+        ]
     finally:
         process.send_signal(stop_signal)
         output, _ = process.communicate(timeout=30)

@@ -11,6 +11,7 @@ from db.models import Account
 from gateway.auth import Principal
 from resolvers.permissions import require_admin, require_principal
 from schema.common import UserError
+from services.audit import Actor
 from services.card_data import reject_card_data
 from services.errors import DomainError
 
@@ -27,6 +28,10 @@ class Caller:
     def actor(self) -> str:
         role = "admin" if self.principal.is_admin else "user"
         return f"{role}:{self.principal.user_id}"
+
+    @property
+    def audit_actor(self) -> Actor:
+        return Actor(self.actor, self.request_id)
 
 
 async def run_mutation(

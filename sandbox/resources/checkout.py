@@ -39,7 +39,9 @@ SUPPORTED = frozenset(
         "submit_type",
     }
 )
-SUPPORTED_SUBSCRIPTION_DATA = frozenset({"metadata", "description", "trial_period_days"})
+SUPPORTED_SUBSCRIPTION_DATA = frozenset(
+    {"metadata", "description", "trial_period_days", "trial_end", "trial_settings"}
+)
 SUPPORTED_INTENT_DATA = frozenset(
     {
         "metadata",
@@ -339,12 +341,6 @@ def complete(store: Store, args: dict[str, str], form: dict[str, Any]) -> Stripe
             f"This Checkout Session is {session['status']}; it cannot be completed."
         )
     details = store.objects[f"{session['id']}:details"]
-    if details["subscription_data"].get("trial_period_days"):
-        # Kept for when trials exist; starting a paid subscription instead would mislead.
-        raise invalid_request(
-            "The sandbox does not support trials yet (subscription_data[trial_period_days]).",
-            param="subscription_data[trial_period_days]",
-        )
     customer = _session_customer(store, session, form)
     card = form.get("payment_method", "pm_card_visa")
     if session["mode"] == "payment":
@@ -396,7 +392,12 @@ def _start_subscription(
     method = payment_methods.attach_to(store, card, customer["id"], "payment_method")
     data = details["subscription_data"]
     lines = [(store.objects[price_id], quantity, None) for price_id, quantity in details["lines"]]
-    params = {"metadata": data.get("metadata"), "description": data.get("description")}
+    trial = {key: data[key] for key in ("trial_period_days", "trial_end") if key in data}
+    params = {
+        "metadata": data.get("metadata"),
+        "description": data.get("description"),
+        "trial_settings": data.get("trial_settings"),
+    }
     # On the hosted page a failed payment is shown to the customer and nothing is created.
     subscription = subscriptions.start_subscription(
         store,
@@ -405,6 +406,7 @@ def _start_subscription(
         params,
         behavior="error_if_incomplete",
         default_method=method["id"],
+        trial_end=subscriptions.trial_end_of(store, trial, [price for price, _, _ in lines]),
     )
     session["subscription"] = subscription["id"]
     session["invoice"] = subscription["latest_invoice"]

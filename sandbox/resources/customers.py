@@ -13,6 +13,10 @@ UPDATABLE = ("email", "name", "phone", "description", "preferred_locales")
 @handles("POST", "/v1/customers")
 def create(call: Call) -> StripeObject:
     params = call.params
+    if params.get("test_clock"):
+        from sandbox.resources.test_clocks import get_clock
+
+        get_clock(call.store, params["test_clock"])
     customer = blank(
         "customer",
         id=call.store.new_id("cus", 14),
@@ -103,10 +107,18 @@ def update(call: Call) -> StripeObject:
 @handles("DELETE", "/v1/customers/{customer}")
 def delete(call: Call) -> StripeObject:
     customer = call.store.get("customer", call.args["customer"])
-    # The event carries the customer as it was; the deleted flag is the store's own mark.
-    call.store.emit("customer.deleted", customer)
-    customer["deleted"] = True
+    remove(call.store, customer)
     return {"id": customer["id"], "object": "customer", "deleted": True}
+
+
+def remove(store: Store, customer: StripeObject) -> None:
+    """Delete a customer; as on Stripe, its subscriptions are canceled at once."""
+    from sandbox.resources import subscriptions
+
+    subscriptions.end_all_of(store, customer["id"])
+    # The event carries the customer as it was; the deleted flag is the store's own mark.
+    store.emit("customer.deleted", customer)
+    customer["deleted"] = True
 
 
 @handles("GET", "/v1/customers")

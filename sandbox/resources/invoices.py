@@ -2,15 +2,19 @@
 linked by an `invoice_payment`; retrieve, list, lines, pay, finalize, void, mark_uncollectible.
 
 The invoice follows its PaymentIntent through events: when the intent succeeds, fails or needs
-3-D Secure (at once, or later in the browser), the hooks below update the invoice."""
+3-D Secure (at once, or later in the browser), the hooks below update the invoice. As time
+passes (sandbox/clocks.py), a renewal's draft is finalized and charged off-session, and a
+failed renewal payment is retried on the schedule of `store.billing`."""
 
 import copy
+import functools
+from collections.abc import Iterator
 from typing import Any
 
 from sandbox.errors import StripeError, invalid_request
-from sandbox.registry import Call, StripeObject, handles, includable, reacts_to
+from sandbox.registry import Call, Due, StripeObject, handles, includable, reacts_to, timer
 from sandbox.resources.common import format_amount, metadata_update, one_of, refuse_unsupported
-from sandbox.store import Store, blank, changed_fields
+from sandbox.store import DAY, Store, blank, changed_fields
 
 # What Stripe writes on the PaymentIntent of a subscription's invoice.
 INTENT_DESCRIPTIONS = {
@@ -25,6 +29,9 @@ NO_PAYMENT_METHOD = (
     "adding a default payment method. For more information, visit "
     "https://stripe.com/docs/billing/subscriptions/payment-methods-setting#payment-method-priority."
 )
+# Invoices Billing retries when their automatic payment fails (a first invoice is not retried:
+# its subscription stays incomplete until the customer pays).
+RETRIED_REASONS = ("subscription_cycle", "subscription_update")
 
 
 def money(amount: int, currency: str) -> str:
@@ -41,7 +48,8 @@ def new_invoice(
     subscription: StripeObject | None = None,
     period: tuple[int, int] | None = None,
 ) -> StripeObject:
-    """A draft invoice for the customer (of a subscription, if given); emits invoice.created."""
+    """A draft invoice for the customer (of a subscription, if given), announced by the caller
+    (invoice.created) once it has its lines."""
     now = store.now()
     start, end = period or (now, now)
     invoice = blank(
@@ -104,6 +112,7 @@ def new_invoice(
         },
         subtotal=0,
         subtotal_excluding_tax=0,
+        test_clock=customer["test_clock"],
         total=0,
         total_discount_amounts=[],
         total_excluding_tax=0,
@@ -112,7 +121,6 @@ def new_invoice(
     )
     invoice["lines"]["url"] = f"/v1/invoices/{invoice['id']}/lines"
     store.add(invoice)
-    store.emit("invoice.created", invoice)
     return invoice
 
 
@@ -280,7 +288,7 @@ def new_invoice_item(
         quantity=quantity,
         quantity_decimal=str(quantity),
         tax_rates=[],
-        test_clock=None,
+        test_clock=store.objects[customer]["test_clock"],
     )
     store.add(invoice_item)
     store.emit("invoiceitem.created", invoice_item)
@@ -333,6 +341,7 @@ def finalize(store: Store, invoice: StripeObject) -> StripeObject:
     token = store.new_id("test", 40).split("_", 1)[1]
     invoice.update(
         status="open",
+        automatically_finalizes_at=None,
         number=f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}",
         effective_at=now,
         hosted_invoice_url=f"https://invoice.stripe.com/i/acct_sandbox/test_{token}?s=ap",
@@ -435,12 +444,18 @@ def open_intent(store: Store, invoice: StripeObject) -> StripeObject | None:
 
 
 def payment_method_for(store: Store, invoice: StripeObject) -> str | None:
-    """The subscription's default payment method, else the customer's invoice default."""
+    """The payment method Billing charges this invoice with, if there is one."""
     subscription = store.find("subscription", subscription_of(invoice) or "")
+    return default_method_of(store, invoice["customer"], subscription)
+
+
+def default_method_of(
+    store: Store, customer_id: str, subscription: StripeObject | None
+) -> str | None:
+    """The subscription's default payment method, else the customer's invoice default."""
     if subscription is not None and subscription["default_payment_method"]:
         return subscription["default_payment_method"]
-    customer = store.objects[invoice["customer"]]
-    return customer["invoice_settings"]["default_payment_method"]
+    return store.objects[customer_id]["invoice_settings"]["default_payment_method"]
 
 
 def collect(
@@ -487,9 +502,72 @@ def _intent_succeeded(store: Store, intent: StripeObject) -> None:
 def _intent_failed(store: Store, intent: StripeObject) -> None:
     found = _invoice_paid_by(store, intent)
     if found is not None and found[0]["status"] == "open":
-        _attempted(store, found[0], intent)
-        store.emit("invoice.payment_failed", found[0])
-        _tell_subscription(store, found[0], "invoice_payment_failed")
+        _payment_failed(store, found[0], intent)
+
+
+def _payment_failed(store: Store, invoice: StripeObject, intent: StripeObject | None) -> None:
+    """Record a failed attempt (without an intent: nothing could be charged), schedule the
+    next one, and announce it."""
+    if intent is None:
+        invoice.update(attempted=True, attempt_count=invoice["attempt_count"] + 1)
+    else:
+        _attempted(store, invoice, intent)
+    if _retried(invoice):
+        invoice["next_payment_attempt"] = _next_retry(store, invoice["attempt_count"])
+    store.emit("invoice.payment_failed", invoice)
+    _tell_subscription(store, invoice, "invoice_payment_failed")
+
+
+def _retried(invoice: StripeObject) -> bool:
+    """Whether Billing retries this invoice when its automatic payment fails."""
+    return (
+        invoice["billing_reason"] in RETRIED_REASONS
+        and invoice["collection_method"] == "charge_automatically"
+        and invoice["auto_advance"]
+    )
+
+
+def _next_retry(store: Store, attempts: int) -> int | None:
+    """After `attempts` failed attempts: the time of the next retry, None after the last."""
+    schedule = store.billing.retry_days
+    return store.now() + schedule[attempts - 1] * DAY if attempts <= len(schedule) else None
+
+
+def retries_exhausted(store: Store, invoice: StripeObject) -> bool:
+    """Whether Billing has made its last retry of this invoice, in vain."""
+    return _retried(invoice) and invoice["attempt_count"] > len(store.billing.retry_days)
+
+
+def _attempt_payment(store: Store, invoice: StripeObject) -> None:
+    """Billing's automatic, off-session attempt to collect an open invoice."""
+    invoice["next_payment_attempt"] = None
+    try:
+        collect(store, invoice, off_session=True)
+    except StripeError as error:
+        # A decline (402) was recorded by the hooks; anything else left nothing to charge.
+        if error.status != 402:
+            _payment_failed(store, invoice, None)
+
+
+@timer
+def _due(store: Store) -> Iterator[Due]:
+    """Drafts to finalize and charge; failed payments to retry."""
+    for invoice_id in store.ids_by_type["invoice"]:
+        invoice = store.objects[invoice_id]
+        if not invoice["auto_advance"]:
+            continue
+        if invoice["status"] == "draft" and invoice["automatically_finalizes_at"] is not None:
+            run = functools.partial(_finalize_and_charge, store, invoice)
+            yield Due(invoice["automatically_finalizes_at"], invoice["customer"], run)
+        elif invoice["status"] == "open" and invoice["next_payment_attempt"] is not None:
+            run = functools.partial(_attempt_payment, store, invoice)
+            yield Due(invoice["next_payment_attempt"], invoice["customer"], run)
+
+
+def _finalize_and_charge(store: Store, invoice: StripeObject) -> None:
+    finalize(store, invoice)
+    if invoice["status"] == "open" and invoice["collection_method"] == "charge_automatically":
+        _attempt_payment(store, invoice)
 
 
 @reacts_to("payment_intent.requires_action")
@@ -537,6 +615,7 @@ def mark_paid(
         amount_remaining=0,
         attempted=True,
         auto_advance=False,
+        next_payment_attempt=None,
     )
     invoice["status_transitions"]["paid_at"] = now
     if payment is not None:
@@ -572,7 +651,7 @@ def void(store: Store, invoice: StripeObject) -> StripeObject:
             payment_intents.cancel_intent(store, intent, reason="void_invoice")
             payment["status"] = "canceled"
             payment["status_transitions"]["canceled_at"] = now
-    invoice.update(status="void", amount_remaining=0, auto_advance=False)
+    invoice.update(status="void", amount_remaining=0, auto_advance=False, next_payment_attempt=None)
     invoice["status_transitions"]["voided_at"] = now
     store.emit("invoice.voided", invoice)
     return invoice
@@ -753,7 +832,7 @@ def mark_uncollectible(call: Call) -> StripeObject:
         raise invalid_request(
             f"You can only mark an open invoice as uncollectible; this one is {invoice['status']}."
         )
-    invoice["status"] = "uncollectible"
+    invoice.update(status="uncollectible", next_payment_attempt=None)
     invoice["status_transitions"]["marked_uncollectible_at"] = call.store.now()
     call.store.emit("invoice.marked_uncollectible", invoice)
     return invoice

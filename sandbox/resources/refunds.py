@@ -125,6 +125,12 @@ def _refundable_charge(store: Store, params: dict[str, Any]) -> StripeObject:
         raise invalid_request(
             f"Charge {charge['id']} has not succeeded, so it cannot be refunded.", param="charge"
         )
+    if charge["disputed"]:
+        # The disputed amount is already on its way back to the cardholder through the bank.
+        raise invalid_request(
+            f"Charge {charge['id']} has been charged back; cannot issue a refund.",
+            code="charge_disputed",
+        )
     return charge
 
 

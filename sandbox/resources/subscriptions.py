@@ -1,11 +1,12 @@
-"""Subscriptions: create (first invoice finalized and paid through a PaymentIntent), retrieve,
-update (items with prorations, cancel_at_period_end, payment method, metadata), cancel,
-pause, resume, list.
+"""Subscriptions: create (first invoice finalized and paid through a PaymentIntent, or a free
+trial billed at $0), retrieve, update (items with prorations, trial end, cancel_at_period_end,
+payment method, metadata), cancel, pause, resume, list.
 
 Periods live on each subscription item (API 2025-03-31 and later) and are computed from
-`store.now()` and the billing cycle anchor, so renewals and test clocks can be added later.
-Operations that may fail on payment hold their events and undo their objects on failure,
-so `error_if_incomplete` leaves nothing behind, as on Stripe."""
+`store.now()` and the billing cycle anchor; what happens when they end (renewals, trial
+ends, dunning) is in billing_cycle.py. Operations that may fail on payment hold their events
+and undo their objects on failure, so `error_if_incomplete` leaves nothing behind, as on
+Stripe."""
 
 import calendar
 import copy
@@ -19,7 +20,7 @@ from sandbox.errors import StripeError, invalid_request, missing_parameter
 from sandbox.registry import Call, StripeObject, handles, reacts_to
 from sandbox.resources import invoices
 from sandbox.resources.common import in_range, metadata_update, one_of
-from sandbox.store import Store, blank, changed_fields
+from sandbox.store import DAY, Store, blank, changed_fields
 
 PAYMENT_BEHAVIORS = (
     "allow_incomplete",
@@ -42,7 +43,13 @@ LIST_STATUSES = (
     "unpaid",
 )
 ENDED = ("canceled", "incomplete_expired")
-SECONDS = {"day": 86400, "week": 7 * 86400}
+SECONDS = {"day": DAY, "week": 7 * DAY}
+MISSING_METHOD_BEHAVIORS = ("cancel", "create_invoice", "pause")
+MAX_TRIAL = 730 * DAY
+# customer.subscription.trial_will_end comes this long before a trial ends.
+TRIAL_NOTICE = 3 * DAY
+# What the sandbox has announced ahead of time for a subscription (not part of its object).
+TIMELINE = "sandbox.subscription_timeline"
 # What these operations may create; on a failed all-or-nothing operation they are removed.
 UNDONE_TYPES = ("subscription", "invoice", "invoiceitem", "invoice_payment")
 # Parameters the sandbox does not model yet; refused rather than silently ignored.
@@ -54,9 +61,6 @@ NOT_MODELLED = (
     "billing_thresholds",
     "cancel_at",
     "discounts",
-    "trial_end",
-    "trial_from_plan",
-    "trial_period_days",
     "backdate_start_date",
     "pause_collection",
     "pending_invoice_item_interval",
@@ -169,7 +173,7 @@ def _set_price(item: StripeObject, price: StripeObject) -> None:
     item["plan"] = prices.as_plan(price)
 
 
-def _items(subscription: StripeObject) -> list[StripeObject]:
+def items_of(subscription: StripeObject) -> list[StripeObject]:
     return subscription["items"]["data"]
 
 
@@ -186,16 +190,26 @@ def line_description(store: Store, price: StripeObject, quantity: int) -> str:
     return f"{quantity} × {product['name']} (at {amount} / {every})"
 
 
+def _named(store: Store, price: StripeObject, quantity: int) -> str:
+    """`Pro`, or `2 × Pro`: a price's product as Stripe names it in trial and proration lines."""
+    product = store.objects[price["product"]]["name"]
+    return product if quantity == 1 else f"{quantity} × {product}"
+
+
 def _bill_items(store: Store, invoice: StripeObject, items: list[StripeObject]) -> None:
+    """A line for each item's current period; a trialing subscription's periods cost $0."""
     for item in items:
-        price = item["price"]
+        price, quantity = item["price"], item["quantity"]
+        trial = store.objects[item["subscription"]]["status"] == "trialing"
         invoices.add_line(
             store,
             invoice,
-            amount=(price["unit_amount"] or 0) * item["quantity"],
+            amount=0 if trial else (price["unit_amount"] or 0) * quantity,
             price=price,
-            quantity=item["quantity"],
-            description=line_description(store, price, item["quantity"]),
+            quantity=quantity,
+            description=f"Trial period for {_named(store, price, quantity)}"
+            if trial
+            else line_description(store, price, quantity),
             period=(item["current_period_start"], item["current_period_end"]),
             subscription_item=item,
         )
@@ -222,21 +236,27 @@ def invoice_paid(store: Store, invoice: StripeObject, intent: StripeObject | Non
         subscription["status"] = "active"
     if resumed:
         store.emit("customer.subscription.resumed", subscription)
-    _announce(store, subscription, before)
+    announce(store, subscription, before)
 
 
 def invoice_payment_failed(store: Store, invoice: StripeObject) -> None:
     """A failed (or unauthenticated) payment leaves a first invoice incomplete; later ones
-    make an active subscription past_due."""
+    make an active subscription past_due, and once the last retry has failed it ends as
+    Billing's settings say: canceled, or unpaid (it stays, but is no longer charged)."""
     subscription = store.find("subscription", invoices.subscription_of(invoice) or "")
-    if subscription is None or subscription["status"] != "active":
+    if subscription is None or subscription["status"] not in ("active", "past_due"):
         return
     before = copy.deepcopy(subscription)
     subscription["status"] = "past_due"
-    _announce(store, subscription, before)
+    gave_up = invoices.retries_exhausted(store, invoice)
+    if gave_up and store.billing.after_retries == "unpaid":
+        subscription["status"] = "unpaid"
+    announce(store, subscription, before)
+    if gave_up and store.billing.after_retries == "canceled":
+        finish(store, subscription, "payment_failed")
 
 
-def _announce(store: Store, subscription: StripeObject, before: StripeObject) -> None:
+def announce(store: Store, subscription: StripeObject, before: StripeObject) -> None:
     changes = changed_fields(before, subscription)
     if changes:
         store.emit("customer.subscription.updated", subscription, changes)
@@ -339,7 +359,9 @@ def create(call: Call) -> StripeObject:
     )
     if collection == "send_invoice" and "days_until_due" not in params:
         raise missing_parameter("days_until_due")
-    if collection == "charge_automatically" and behavior != "default_incomplete":
+    trial_end = trial_end_of(store, params, [price for price, _, _ in lines])
+    # A trial needs no payment method now; what happens without one is trial_settings' say.
+    if collection == "charge_automatically" and behavior != "default_incomplete" and not trial_end:
         total = sum((price["unit_amount"] or 0) * quantity for price, quantity, _ in lines)
         _payment_method_needed(store, customer, total, default_method)
     return start_subscription(
@@ -350,6 +372,7 @@ def create(call: Call) -> StripeObject:
         behavior=behavior,
         collection=collection,
         default_method=default_method,
+        trial_end=trial_end,
     )
 
 
@@ -362,23 +385,175 @@ def start_subscription(
     behavior: str = "allow_incomplete",
     collection: str = "charge_automatically",
     default_method: str | None = None,
+    trial_end: int | None = None,
 ) -> StripeObject:
-    """Create the subscription, bill its first period and emit its events (also for Checkout)."""
+    """Create the subscription (trialing until `trial_end`, if given), bill its first period
+    and emit its events (also for Checkout)."""
     with _all_or_nothing(store, customer) as held:
         subscription = _new_subscription(store, customer, params, collection, default_method)
+        if trial_end:
+            _start_trial(subscription, trial_end)
         for price, quantity, metadata in lines:
             _new_item(
-                store,
-                subscription,
-                price,
-                quantity,
-                period_from(subscription["billing_cycle_anchor"], price),
-                metadata,
+                store, subscription, price, quantity, _first_period(subscription, price), metadata
             )
         _bill_first_period(store, subscription, behavior, params.get("off_session", False))
     store.emit("customer.subscription.created", subscription)
     store.release(_without_updates_of(held, subscription["id"]))
+    if trial_end and trial_end - TRIAL_NOTICE <= store.now():
+        announce_trial_will_end(store, subscription)
     return subscription
+
+
+def _start_trial(subscription: StripeObject, trial_end: int) -> None:
+    subscription.update(
+        status="trialing",
+        trial_start=subscription["start_date"],
+        trial_end=trial_end,
+        billing_cycle_anchor=trial_end,
+    )
+
+
+def _first_period(subscription: StripeObject, price: StripeObject) -> tuple[int, int]:
+    if subscription["status"] == "trialing":
+        return subscription["trial_start"], subscription["trial_end"]
+    return period_from(subscription["billing_cycle_anchor"], price)
+
+
+# Trials ---------------------------------------------------------------------------------------
+
+
+def trial_end_of(store: Store, params: dict[str, Any], prices: list[StripeObject]) -> int | None:
+    """When a new subscription's trial ends: `trial_end`, `trial_period_days`, or (with
+    `trial_from_plan`) the prices' recurring.trial_period_days; None for no trial."""
+    if "trial_end" in params and "trial_period_days" in params:
+        raise invalid_request(
+            "You may only specify one of these parameters: trial_end, trial_period_days.",
+            param="trial_end",
+        )
+    if params.get("trial_from_plan") and ("trial_end" in params or "trial_period_days" in params):
+        raise invalid_request(
+            "trial_from_plan cannot be combined with trial_end or trial_period_days.",
+            param="trial_from_plan",
+        )
+    if "trial_end" in params:
+        return (
+            None if params["trial_end"] == "now" else _checked_trial_end(store, params["trial_end"])
+        )
+    days = params.get("trial_period_days")
+    if days is None and params.get("trial_from_plan"):
+        days = max((price["recurring"]["trial_period_days"] or 0 for price in prices), default=0)
+    if days is not None and not 0 <= days * DAY <= MAX_TRIAL:
+        raise invalid_request(
+            "The trial period must be between 0 and 730 days.", param="trial_period_days"
+        )
+    return store.now() + days * DAY if days else None
+
+
+def _checked_trial_end(store: Store, trial_end: int) -> int:
+    now = store.now()
+    if trial_end <= now:
+        raise invalid_request(
+            "Invalid timestamp: must be an integer Unix timestamp in the future.",
+            param="trial_end",
+        )
+    if trial_end - now > MAX_TRIAL:
+        raise invalid_request(
+            "trial_end can be no more than 730 days (2 years) in the future.", param="trial_end"
+        )
+    return trial_end
+
+
+def _trial_settings(settings: dict[str, Any]) -> StripeObject:
+    behavior = settings["end_behavior"]
+    if behavior.get("billing_cycle_anchor", "now") != "now":
+        raise invalid_request(
+            "The sandbox resets the billing cycle anchor when a trial ends "
+            "(trial_settings[end_behavior][billing_cycle_anchor]=now) only.",
+            param="trial_settings[end_behavior][billing_cycle_anchor]",
+        )
+    missing = one_of(
+        behavior.get("missing_payment_method", "create_invoice"),
+        MISSING_METHOD_BEHAVIORS,
+        "trial_settings[end_behavior][missing_payment_method]",
+    )
+    return {"end_behavior": {"missing_payment_method": missing}}
+
+
+def timeline(store: Store, subscription: StripeObject) -> StripeObject:
+    """What has been announced ahead of time for this subscription: the trial end its
+    trial_will_end was for, and the period end its invoice.upcoming was for."""
+    record_id = f"{subscription['id']}:timeline"
+    if record_id not in store.objects:
+        store.add({"id": record_id, "object": TIMELINE, "trial_will_end": None, "upcoming": None})
+    return store.objects[record_id]
+
+
+def announce_trial_will_end(store: Store, subscription: StripeObject) -> None:
+    """customer.subscription.trial_will_end, once for each trial end."""
+    timeline(store, subscription)["trial_will_end"] = subscription["trial_end"]
+    store.emit("customer.subscription.trial_will_end", subscription)
+
+
+def start_paid_periods(subscription: StripeObject, start: int) -> list[StripeObject]:
+    """End the trial at `start`: the subscription is active and every item starts a paid
+    period there, the new billing cycle anchor."""
+    subscription.update(status="active", trial_end=start)
+    for item in items_of(subscription):
+        _restart_period(subscription, item, start)
+    return items_of(subscription)
+
+
+def _update_trial(store: Store, subscription: StripeObject, params: dict[str, Any]) -> bool:
+    """trial_end on update: `now` ends a trial at once (True: its paid periods start now); a
+    timestamp moves the end of the current trial."""
+    if "trial_from_plan" in params:
+        raise invalid_request(
+            "The sandbox supports trial_from_plan when creating a subscription only.",
+            param="trial_from_plan",
+        )
+    trial_end = params.get("trial_end")
+    trialing = subscription["status"] == "trialing"
+    if trial_end is None or (trial_end == "now" and not trialing):
+        return False
+    if not trialing:
+        raise invalid_request(
+            "The sandbox does not support starting a trial on a subscription that is not trialing.",
+            param="trial_end",
+        )
+    if trial_end == "now":
+        # Stripe announces a trial ended at once too.
+        announce_trial_will_end(store, subscription)
+        start_paid_periods(subscription, store.now())
+        return True
+    end = _checked_trial_end(store, trial_end)
+    subscription.update(trial_end=end, billing_cycle_anchor=end)
+    for item in items_of(subscription):
+        item["current_period_end"] = end
+    return False
+
+
+def has_payment_method(store: Store, subscription: StripeObject) -> bool:
+    """Whether Billing has a payment method to charge this subscription's invoices with."""
+    return invoices.default_method_of(store, subscription["customer"], subscription) is not None
+
+
+def finish(store: Store, subscription: StripeObject, reason: str | None) -> None:
+    """The subscription ends now: canceled, announced with customer.subscription.deleted.
+    `canceled_at` keeps the time a cancellation was requested, if one was."""
+    now = store.now()
+    subscription.update(status="canceled", ended_at=now)
+    subscription["canceled_at"] = subscription["canceled_at"] or now
+    subscription["cancellation_details"]["reason"] = reason
+    store.emit("customer.subscription.deleted", subscription)
+
+
+def end_all_of(store: Store, customer_id: str) -> None:
+    """Cancel a customer's subscriptions at once (the customer is being deleted)."""
+    for subscription_id in store.ids_by_type["subscription"]:
+        subscription = store.objects[subscription_id]
+        if subscription["customer"] == customer_id and subscription["status"] not in ENDED:
+            _end(store, subscription, {})
 
 
 def _without_updates_of(held: list[Any], subscription_id: str) -> list[Any]:
@@ -486,23 +661,23 @@ def _new_subscription(
         test_clock=customer.get("test_clock"),
         transfer_data=None,
         trial_end=None,
-        trial_settings={"end_behavior": {"missing_payment_method": "create_invoice"}},
+        trial_settings=_trial_settings(params.get("trial_settings") or {"end_behavior": {}}),
         trial_start=None,
     )
     subscription["items"]["url"] = f"/v1/subscription_items?subscription={subscription['id']}"
     store.add(subscription)
     if params.get("cancel_at_period_end"):
-        _set_cancel_at_period_end(subscription, True)
+        _set_cancel_at_period_end(store, subscription, True)
     return subscription
 
 
 def _bill_first_period(
     store: Store, subscription: StripeObject, behavior: str, off_session: bool
 ) -> None:
-    items = _items(subscription)
+    items = items_of(subscription)
     subscription["currency"] = items[0]["price"]["currency"]
     if subscription["cancel_at_period_end"]:
-        _set_cancel_at_period_end(subscription, True)
+        _set_cancel_at_period_end(store, subscription, True)
     invoice = _invoice_now(store, subscription, "subscription_create", items)
     if invoice["status"] == "open" and subscription["collection_method"] == "send_invoice":
         # Invoices sent for payment do not hold a subscription back.
@@ -514,17 +689,30 @@ def _invoice_now(
     store: Store, subscription: StripeObject, reason: str, items: list[StripeObject]
 ) -> StripeObject:
     """Invoice these items' current periods and pending prorations now, and finalize."""
+    return invoices.finalize(store, draft_invoice(store, subscription, reason, items))
+
+
+def draft_invoice(
+    store: Store,
+    subscription: StripeObject,
+    reason: str,
+    items: list[StripeObject],
+    period: tuple[int, int] | None = None,
+) -> StripeObject:
+    """A draft invoice of the subscription's pending prorations and these items' current
+    periods (`period`: the usage period it closes); emits invoice.created."""
     invoice = invoices.new_invoice(
         store,
         _customer(store, subscription),
         currency=subscription["currency"],
         billing_reason=reason,
         subscription=subscription,
+        period=period,
     )
     invoices.add_pending_items(store, invoice)
     _bill_items(store, invoice, items)
     subscription["latest_invoice"] = invoice["id"]
-    invoices.finalize(store, invoice)
+    store.emit("invoice.created", invoice)
     return invoice
 
 
@@ -543,7 +731,7 @@ def list_subscriptions(call: Call) -> StripeObject:
     price = params.get("price") or params.get("plan")
 
     def keep(subscription: StripeObject) -> bool:
-        items = _items(subscription)
+        items = items_of(subscription)
         checks = [
             _status_matches(subscription["status"], status),
             "customer" not in params or subscription["customer"] == params["customer"],
@@ -617,7 +805,7 @@ def _update_ended(store: Store, subscription: StripeObject, params: dict[str, An
         )
     before = copy.deepcopy(subscription)
     _apply_fields(store, subscription, params)
-    _announce(store, subscription, before)
+    announce(store, subscription, before)
 
 
 def _apply_update(
@@ -627,15 +815,42 @@ def _apply_update(
     behavior: str,
     proration: str,
 ) -> None:
+    invoice = apply_change(store, subscription, params, proration)
+    if invoice is not None:
+        invoices.finalize(store, invoice)
+        _after_update_invoice(store, subscription, invoice, behavior, params)
+
+
+def apply_change(
+    store: Store, subscription: StripeObject, params: dict[str, Any], proration: str
+) -> StripeObject | None:
+    """Apply an update's changes; answers the draft invoice of what they bill at once (new
+    periods, an ended trial, or prorations with always_invoice), if anything."""
     before = copy.deepcopy(subscription)
+    trialing = subscription["status"] == "trialing"
+    # Nothing was paid for a trial, so nothing of it is prorated.
+    proration = "none" if trialing else proration
     when = _proration_date(store, subscription, params.get("proration_date"))
     _apply_fields(store, subscription, params)
     reset = _change_items(store, subscription, params.get("items") or [], proration, when)
-    _announce(store, subscription, before)
+    if trialing:
+        _keep_in_trial(subscription, reset)
+        reset = []
+    if _update_trial(store, subscription, params):
+        reset = items_of(subscription)
+    announce(store, subscription, before)
     pending = invoices.pending_items(store, subscription["id"])
     if reset or (proration == "always_invoice" and pending):
-        invoice = _invoice_now(store, subscription, "subscription_update", reset)
-        _after_update_invoice(store, subscription, invoice, behavior, params)
+        return draft_invoice(store, subscription, "subscription_update", reset)
+    return None
+
+
+def _keep_in_trial(subscription: StripeObject, items: list[StripeObject]) -> None:
+    """Items whose period would restart stay in the trial instead."""
+    for item in items:
+        item["current_period_start"] = subscription["trial_start"]
+        item["current_period_end"] = subscription["trial_end"]
+    subscription["billing_cycle_anchor"] = subscription["trial_end"]
 
 
 def _after_update_invoice(
@@ -649,7 +864,7 @@ def _after_update_invoice(
         # The customer confirms the invoice's PaymentIntent; until then it is past due.
         before = copy.deepcopy(subscription)
         subscription["status"] = "past_due"
-        _announce(store, subscription, before)
+        announce(store, subscription, before)
     _collect(store, invoice, behavior, params.get("off_session", False))
 
 
@@ -657,8 +872,8 @@ def _proration_date(store: Store, subscription: StripeObject, when: int | None) 
     now = store.now()
     if when is None:
         return now
-    starts = [item["current_period_start"] for item in _items(subscription)]
-    ends = [item["current_period_end"] for item in _items(subscription)]
+    starts = [item["current_period_start"] for item in items_of(subscription)]
+    ends = [item["current_period_end"] for item in items_of(subscription)]
     if not min(starts) <= when <= max(ends):
         raise invalid_request(
             "proration_date must be within the current billing period of the subscription.",
@@ -694,15 +909,19 @@ def _apply_fields(store: Store, subscription: StripeObject, params: dict[str, An
         for key in ("comment", "feedback"):
             if key in details:
                 subscription["cancellation_details"][key] = details[key] or None
+    if "trial_settings" in params:
+        subscription["trial_settings"] = _trial_settings(params["trial_settings"])
     if "cancel_at_period_end" in params:
-        _set_cancel_at_period_end(subscription, params["cancel_at_period_end"])
+        _set_cancel_at_period_end(store, subscription, params["cancel_at_period_end"])
 
 
-def _set_cancel_at_period_end(subscription: StripeObject, cancel: bool) -> None:
-    """Stripe shows a scheduled cancellation as cancel_at = the end of the current period."""
+def _set_cancel_at_period_end(store: Store, subscription: StripeObject, cancel: bool) -> None:
+    """Stripe shows a scheduled cancellation as cancel_at = the end of the current period, and
+    canceled_at = when it was asked for."""
     subscription["cancel_at_period_end"] = cancel
-    ends = [item["current_period_end"] for item in _items(subscription)]
+    ends = [item["current_period_end"] for item in items_of(subscription)]
     subscription["cancel_at"] = max(ends) if cancel and ends else None
+    subscription["canceled_at"] = store.now() if cancel else None
     subscription["cancellation_details"]["reason"] = "cancellation_requested" if cancel else None
 
 
@@ -729,22 +948,22 @@ def _change_items(
                 reset += _modify_item(store, subscription, item, entry, path, proration, when)
         else:
             reset += _add_item(store, subscription, entry, path, proration, when)
-    if not _items(subscription):
+    if not items_of(subscription):
         raise invalid_request(
             "A subscription must have at least one item; cancel it instead.", param="items"
         )
-    prices = {item["price"]["currency"] for item in _items(subscription)}
+    prices = {item["price"]["currency"] for item in items_of(subscription)}
     if len(prices) > 1:
         raise invalid_request(
             "All prices on a subscription must have the same `currency`.", param="items"
         )
     if subscription["cancel_at_period_end"]:
-        _set_cancel_at_period_end(subscription, True)
+        _set_cancel_at_period_end(store, subscription, True)
     return reset
 
 
 def _find_item(subscription: StripeObject, item_id: str, path: str) -> StripeObject:
-    for item in _items(subscription):
+    for item in items_of(subscription):
         if item["id"] == item_id:
             return item
     raise invalid_request(
@@ -790,11 +1009,13 @@ def _add_item(
     when: int,
 ) -> list[StripeObject]:
     price = resolve_price(store, entry, path)
-    if any(item["price"]["id"] == price["id"] for item in _items(subscription)):
+    if any(item["price"]["id"] == price["id"] for item in items_of(subscription)):
         raise invalid_request(
             "Cannot add multiple subscription items with the same price.", param=f"{path}[price]"
         )
-    peer = next((i for i in _items(subscription) if _cadence(i["price"]) == _cadence(price)), None)
+    peer = next(
+        (i for i in items_of(subscription) if _cadence(i["price"]) == _cadence(price)), None
+    )
     if peer is None:
         # A new cadence starts its own period now and is billed at once.
         period = period_from(store.now(), price)
@@ -815,7 +1036,7 @@ def _remove_item(
 ) -> None:
     if proration != "none":
         _credit_unused(store, subscription, item, when)
-    _items(subscription).remove(item)
+    items_of(subscription).remove(item)
 
 
 def _restart_period(subscription: StripeObject, item: StripeObject, now: int) -> None:
@@ -856,11 +1077,9 @@ def _proration_item(
     what: str,
     when: int,
 ) -> None:
-    price = item["price"]
-    product = store.objects[price["product"]]["name"]
-    quantity = item["quantity"]
-    named = product if quantity == 1 else f"{quantity} × {product}"
-    day = datetime.fromtimestamp(when, UTC)
+    price, quantity = item["price"], item["quantity"]
+    moment = datetime.fromtimestamp(when, UTC)
+    day = f"{moment.day} {moment:%b %Y}"
     invoices.new_invoice_item(
         store,
         customer=subscription["customer"],
@@ -869,7 +1088,7 @@ def _proration_item(
         price=price,
         quantity=quantity,
         amount=amount,
-        description=f"{what} {named} after {day.day} {day.strftime('%b %Y')}",
+        description=f"{what} {_named(store, price, quantity)} after {day}",
         period=(max(when, item["current_period_start"]), item["current_period_end"]),
     )
 
@@ -894,18 +1113,16 @@ def cancel(call: Call) -> StripeObject:
 def _end(store: Store, subscription: StripeObject, params: dict[str, Any]) -> None:
     now = store.now()
     if params.get("prorate"):
-        for item in _items(subscription):
+        for item in items_of(subscription):
             _credit_unused(store, subscription, item, now)
     if params.get("invoice_now"):
         _invoice_pending(store, subscription)
     details = params.get("cancellation_details") or {}
-    subscription.update(status="canceled", canceled_at=now, ended_at=now, cancel_at=None)
+    subscription.update(canceled_at=now, cancel_at=None)
     subscription["cancellation_details"].update(
-        reason="cancellation_requested",
-        comment=details.get("comment") or None,
-        feedback=details.get("feedback") or None,
+        comment=details.get("comment") or None, feedback=details.get("feedback") or None
     )
-    store.emit("customer.subscription.deleted", subscription)
+    finish(store, subscription, "cancellation_requested")
 
 
 def _invoice_pending(store: Store, subscription: StripeObject) -> None:
@@ -944,14 +1161,14 @@ def _pause(store: Store, subscription: StripeObject, unused_from: str, invoice: 
     """Credit the unused time (pending, or invoiced at once), then stop billing."""
     before = copy.deepcopy(subscription)
     if unused_from != "none":
-        for item in _items(subscription):
+        for item in items_of(subscription):
             since = store.now() if unused_from == "now" else item["current_period_start"]
             _credit_unused(store, subscription, item, since)
     if invoice:
         _invoice_pending(store, subscription)
     subscription["status"] = "paused"
     store.emit("customer.subscription.paused", subscription)
-    _announce(store, subscription, before)
+    announce(store, subscription, before)
 
 
 @handles("POST", "/v1/subscriptions/{subscription}/resume")
@@ -995,13 +1212,13 @@ def _resume(
     before = copy.deepcopy(subscription)
     now = store.now()
     restarted: list[StripeObject] = []
-    for item in _items(subscription):
+    for item in items_of(subscription):
         if anchor == "now":
             _restart_period(subscription, item, now)
             restarted.append(item)
         elif proration != "none":
             _charge_remaining(store, subscription, item, now)
-    _announce(store, subscription, before)
+    announce(store, subscription, before)
     invoice = None
     if restarted or (
         proration == "always_invoice" and invoices.pending_items(store, subscription["id"])
@@ -1014,7 +1231,7 @@ def _resume(
         before = copy.deepcopy(subscription)
         subscription["status"] = "active" if paid else "past_due"
         store.emit("customer.subscription.resumed", subscription)
-        _announce(store, subscription, before)
+        announce(store, subscription, before)
 
 
 # Keeping embedded copies current --------------------------------------------------------------
@@ -1027,6 +1244,6 @@ def _price_updated(store: Store, price: StripeObject) -> None:
     if live is None:
         return
     for subscription_id in store.ids_by_type["subscription"]:
-        for item in _items(store.objects[subscription_id]):
+        for item in items_of(store.objects[subscription_id]):
             if item["price"]["id"] == live["id"]:
                 _set_price(item, live)

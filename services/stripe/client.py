@@ -158,7 +158,9 @@ class StripeApi:
         params: Any = {
             "items": [{"id": item_id, "price": price_id, "quantity": quantity}],
             "proration_behavior": "always_invoice" if prorate else "none",
-            "payment_behavior": "allow_incomplete",
+            # A change whose invoice cannot be paid now is not made at all (Stripe answers 402),
+            # so nobody gets a bigger plan on an unpaid invoice.
+            "payment_behavior": "error_if_incomplete",
             "expand": SUBSCRIPTION_EXPAND,
         }
         request = self.v1.subscriptions.update_async(
@@ -193,9 +195,16 @@ class StripeApi:
         return await self.call("invoices.retrieve", request)
 
     async def pay_invoice(
-        self, *, invoice_id: str, payment_method_id: str | None, idempotency_key: str
+        self,
+        *,
+        invoice_id: str,
+        payment_method_id: str | None,
+        idempotency_key: str,
+        off_session: bool = True,
     ) -> stripe.Invoice:
-        params: Any = {"expand": ["payments", "confirmation_secret"]}
+        """Charge an open invoice now; `off_session=False` when the customer is present, so a
+        card that asks for 3-D Secure is challenged instead of declined."""
+        params: Any = {"expand": ["payments", "confirmation_secret"], "off_session": off_session}
         if payment_method_id:
             params["payment_method"] = payment_method_id
         request = self.v1.invoices.pay_async(invoice_id, params, self._write(idempotency_key))
@@ -217,7 +226,9 @@ class StripeApi:
             "currency": currency,
             "customer": customer_id,
             "metadata": metadata,
-            "payment_method_types": ["card"],
+            # Cards only: no redirect methods, so no return_url. (This API version has no
+            # `payment_method_types` parameter any more.)
+            "allowed_payment_method_types": ["card"],
             "expand": ["latest_charge"],
         }
         if description:

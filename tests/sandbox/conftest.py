@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox.server import SANDBOX_API_KEY, EmbeddedServer, SandboxServer
+from gateway.settings import SANDBOX_API_KEY
+from sandbox.server import EmbeddedServer, SandboxServer
 from sandbox.store import Store
 
 WEBHOOK_SECRET = "whsec_sandbox_tests"
@@ -85,6 +86,8 @@ async def webhook_sink() -> AsyncIterator[WebhookSink]:
         return Response("ok")
 
     sock = socket.socket()
+    # Without it each keep-alive response waits ~40 ms for a delayed ACK (Nagle).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     sink.url = f"http://127.0.0.1:{sock.getsockname()[1]}/webhooks"
     server = EmbeddedServer(

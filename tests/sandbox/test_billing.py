@@ -259,9 +259,9 @@ async def test_subscription_params_are_checked(stripe_client):
             {"customer": customer.id, "items": [{"price": "price_x"}]}
         )
     assert no_price.value.http_status == 404 and no_price.value.param == "items[0][price]"
-    with pytest.raises(stripe.InvalidRequestError) as trial:
-        await subscribe(stripe_client, customer, price, trial_period_days=7)
-    assert "trial_period_days" in trial.value.user_message
+    with pytest.raises(stripe.InvalidRequestError) as anchor:
+        await subscribe(stripe_client, customer, price, billing_cycle_anchor=1_900_000_000)
+    assert "billing_cycle_anchor" in anchor.value.user_message
     assert (await v1.subscriptions.list_async()).data == []
 
 

@@ -1,0 +1,81 @@
+"""Pages Stripe hosts for the customer: Checkout to buy a plan, the portal to manage billing."""
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import catalog, customers, subscriptions
+from services.errors import InvalidInput
+from services.stripe.client import StripeApi
+
+# Stripe refuses longer URLs; refusing them here gives the caller the field's name.
+MAX_URL_LENGTH = 2048
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str
+
+
+def check_url(value: str, field: str) -> None:
+    """INVALID_INPUT unless `value` is an absolute http(s) URL with a host."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if (
+        host is None
+        or parts.scheme not in ("http", "https")
+        or len(value) > MAX_URL_LENGTH
+        or any(char.isspace() or not char.isprintable() for char in value)
+    ):
+        raise InvalidInput(f"`{field}` must be an absolute http or https URL", [field])
+
+
+async def create_checkout_session(
+    *,
+    session: AsyncSession,
+    stripe: StripeApi,
+    account_id: int,
+    plan_id: int,
+    success_url: str,
+    cancel_url: str,
+) -> CheckoutSession:
+    """A Checkout page where the customer subscribes to the plan (the webhook mirrors it)."""
+    check_url(success_url, "successUrl")
+    check_url(cancel_url, "cancelUrl")
+    plan = await catalog.plan_for_sale(session=session, plan_id=plan_id)
+    # Checkout would start a second subscription; the same rule as createSubscription.
+    await subscriptions.refuse_second_subscription(session=session, account_id=account_id)
+    customer_id = await customers.ensure_stripe_customer(
+        session=session, stripe=stripe, account_id=account_id
+    )
+    created = await stripe.create_checkout_session(
+        customer_id=customer_id,
+        price_id=plan.stripe_price_id,
+        success_url=success_url,
+        cancel_url=cancel_url,
+        trial_days=plan.trial_days,
+        idempotency_key=subscriptions.stripe_key("checkout-session", account_id, None),
+    )
+    assert created.url is not None, "subscription Checkout sessions are hosted pages"
+    return CheckoutSession(id=created.id, url=created.url)
+
+
+async def create_portal_session(
+    *, session: AsyncSession, stripe: StripeApi, account_id: int, return_url: str
+) -> str:
+    """The URL of a customer portal session, where the customer manages cards and plans."""
+    check_url(return_url, "returnUrl")
+    customer_id = await customers.ensure_stripe_customer(
+        session=session, stripe=stripe, account_id=account_id
+    )
+    created = await stripe.create_portal_session(
+        customer_id=customer_id,
+        return_url=return_url,
+        idempotency_key=subscriptions.stripe_key("portal-session", account_id, None),
+    )
+    return created.url
