@@ -358,45 +358,75 @@ async def _create_in_stripe(
     plan: Plan,
     order: Order,
 ) -> stripe_sdk.Subscription:
-    method = await _payment_method(
+    method, default = await _payment_method(
         stripe=stripe, account_id=account_id, customer_id=customer_id, order=order
     )
     created = await stripe.create_subscription(
         customer_id=customer_id,
         price_id=plan.stripe_price_id,
         quantity=order.quantity or 1,
-        payment_method_id=method.id if isinstance(method, stripe_sdk.PaymentMethod) else method,
+        payment_method_id=method.id if method is not None else default,
         trial_days=plan.trial_days,
         idempotency_key=stripe_key("create-subscription", account_id, order.idempotency_key),
     )
-    if isinstance(method, stripe_sdk.PaymentMethod):
-        # Mirrored only now: had the subscription failed, the mirror would not have changed
-        # (the payment_method.attached webhook still brings the card in).
-        async with session.begin():
-            await mirror.upsert_payment_method(
-                session, method.to_dict(), account_id, observed_at=datetime.now(UTC)
-            )
+    if method is not None:
+        await _keep_card(
+            session=session,
+            stripe=stripe,
+            account_id=account_id,
+            method=method,
+            make_default=default is None and created.status in ("active", "trialing"),
+            order=order,
+        )
     return created
+
+
+async def _keep_card(
+    *,
+    session: AsyncSession,
+    stripe: StripeApi,
+    account_id: int,
+    method: stripe_sdk.PaymentMethod,
+    make_default: bool,
+    order: Order,
+) -> None:
+    """Mirror the card that started the subscription; a customer's first good card becomes
+    their default, for the next purchase. Mirrored only now: had the subscription failed,
+    the mirror would not have changed (the payment_method.attached webhook still brings it)."""
+    customer = None
+    if make_default:
+        customer = await stripe.set_default_payment_method(
+            customer_id=mirror.stripe_id(method.customer) or "",
+            payment_method_id=method.id,
+            idempotency_key=stripe_key("default-payment-method", account_id, order.idempotency_key),
+        )
+    observed_at = datetime.now(UTC)
+    async with session.begin():
+        await mirror.upsert_payment_method(
+            session, method.to_dict(), account_id, observed_at=observed_at
+        )
+        if customer is not None:
+            await mirror.upsert_customer(session, customer.to_dict(), observed_at=observed_at)
 
 
 async def _payment_method(
     *, stripe: StripeApi, account_id: int, customer_id: str, order: Order
-) -> stripe_sdk.PaymentMethod | str | None:
-    """The caller's card attached to the customer, else the id of the customer's default
-    payment method in Stripe (the mirror may not have heard of a newer one yet), else None."""
-    if order.payment_method_id is not None:
-        # Unknown, or someone else's: tell the caller which input Stripe refused.
-        with about_field("paymentMethodId", ErrorCode.NOT_FOUND, ErrorCode.INVALID_INPUT):
-            return await stripe.attach_payment_method(
-                payment_method_id=order.payment_method_id,
-                customer_id=customer_id,
-                idempotency_key=stripe_key(
-                    "attach-payment-method", account_id, order.idempotency_key
-                ),
-            )
+) -> tuple[stripe_sdk.PaymentMethod | None, str | None]:
+    """The caller's card, attached to the customer (None when not given), and the id of the
+    customer's default payment method in Stripe (the mirror may not know a newer one yet)."""
     customer = await stripe.retrieve_customer(customer_id)
     settings = customer.to_dict().get("invoice_settings") or {}
-    return mirror.stripe_id(settings.get("default_payment_method"))
+    default = mirror.stripe_id(settings.get("default_payment_method"))
+    if order.payment_method_id is None:
+        return None, default
+    # Unknown, or someone else's: tell the caller which input Stripe refused.
+    with about_field("paymentMethodId", ErrorCode.NOT_FOUND, ErrorCode.INVALID_INPUT):
+        method = await stripe.attach_payment_method(
+            payment_method_id=order.payment_method_id,
+            customer_id=customer_id,
+            idempotency_key=stripe_key("attach-payment-method", account_id, order.idempotency_key),
+        )
+    return method, default
 
 
 async def _first_payment(
