@@ -1,4 +1,4 @@
-"""create_app(): the HTTP process: /graphql, /healthz and /readyz."""
+"""create_app(): the HTTP process: /graphql, /webhooks/stripe, /healthz and /readyz."""
 
 import asyncio
 import logging
@@ -13,11 +13,13 @@ from db.migrate import current_revision, head_revision, upgrade
 from gateway.auth import TokenVerifier
 from gateway.graphiql import GatewayGraphQLRouter, mount_graphiql_assets
 from gateway.settings import Settings
+from gateway.webhooks import webhook_router
 from resolvers.context import context_getter
 from schema.schema import build_schema
 from services import catalog
 from services.errors import DomainError
 from services.stripe.client import StripeApi
+from services.webhooks.worker import worker_for
 
 log = logging.getLogger("billing_gateway")
 
@@ -31,10 +33,12 @@ def create_app(
     migrate: bool = False,
     start_sandbox: bool = False,
     sync_catalog: bool = False,
+    start_worker: bool = False,
 ) -> FastAPI:
     """The gateway; without a database handed in, its lifespan opens and closes its own.
 
-    With `start_sandbox` (serve without a Stripe key) the offline Stripe runs beside it.
+    With `start_sandbox` (serve without a Stripe key) the offline Stripe runs beside it;
+    with `start_worker` a webhook worker applies the inbox's events in this process.
     """
 
     @asynccontextmanager
@@ -52,6 +56,11 @@ def create_app(
             app.state.stripe = StripeApi(settings, app.state.stripe_api_base)
             if sync_catalog:
                 await _sync_catalog(app.state.database, app.state.stripe)
+            if start_worker:
+                worker = worker_for(
+                    database=app.state.database, stripe=app.state.stripe, settings=settings
+                )
+                stack.push_async_callback(worker.start().stop)
             yield
 
     app = FastAPI(title="billing-gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -66,6 +75,7 @@ def create_app(
         context_getter=context_getter(settings, TokenVerifier(settings)),
     )
     app.include_router(graphql, prefix="/graphql")
+    app.include_router(webhook_router(settings))
     if not settings.is_production:
         mount_graphiql_assets(app)
 

@@ -2,15 +2,19 @@
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from db import migrate as migrations
 from db.database import Database, open_database
 from db.embedded import DatabaseStartError
+from db.models import WebhookEventStatus
 from gateway.auth import AuthError, mint_token
 from gateway.settings import ConfigurationError, Settings
 
@@ -43,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--down-to", help="downgrade to this revision instead ('base': empty)")
     migrate.set_defaults(run=_migrate)
 
+    worker = commands.add_parser("worker", help="apply received webhook events (no HTTP)")
+    worker.add_argument("--concurrency", type=int, default=1, help="workers in this process")
+    worker.set_defaults(run=_worker)
+
+    _add_events_commands(commands)
+
     sync = commands.add_parser("sync", help="re-read Stripe into the mirror")
     sync.add_argument("what", choices=["plans"], help="plans: Stripe's prices and products")
     sync.set_defaults(run=_sync)
@@ -74,7 +84,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.model_copy(update={"host": host, "port": port})
     sandbox = settings.uses_sandbox and settings.stripe_api_base is None
     app = create_app(
-        settings, migrate=not args.no_migrate, start_sandbox=sandbox, sync_catalog=True
+        settings,
+        migrate=not args.no_migrate,
+        start_sandbox=sandbox,
+        sync_catalog=True,
+        start_worker=settings.webhook_worker_in_process,
     )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
     print(_banner(settings, host, port), flush=True)
@@ -159,6 +173,134 @@ def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
     )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
     return 0
+
+
+def _add_events_commands(commands: "argparse._SubParsersAction[Any]") -> None:
+    events = commands.add_parser("events", help="inspect and replay received webhook events")
+    actions = events.add_subparsers(required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the newest events first")
+    listing.add_argument("--status", choices=[status.value for status in WebhookEventStatus])
+    listing.add_argument("--type", help="only this event type, e.g. invoice.paid")
+    listing.add_argument("--limit", type=int, default=20, help="at most this many (max 100)")
+    listing.set_defaults(run=_events_list)
+    show = actions.add_parser("show", help="one event with its payload")
+    show.add_argument("event_id", help="row id or Stripe event id (evt_...)")
+    show.set_defaults(run=_events_show)
+    replay = actions.add_parser("replay", help="apply an event again (or every failed one)")
+    replay.add_argument("event_id", nargs="?", help="row id or Stripe event id (evt_...)")
+    replay.add_argument("--failed", action="store_true", help="replay every failed event")
+    replay.set_defaults(run=_events_replay)
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from services.stripe.client import StripeApi
+    from services.webhooks.worker import worker_for
+
+    if args.concurrency < 1:
+        raise ConfigurationError("--concurrency must be at least 1")
+
+    async def run() -> None:
+        database = await open_database(settings)
+        stripe = StripeApi(settings, settings.stripe_api_base)
+        workers = [
+            worker_for(database=database, stripe=stripe, settings=settings)
+            for _ in range(args.concurrency)
+        ]
+        try:
+            await asyncio.gather(*(worker.run() for worker in workers))
+        finally:
+            await database.dispose()
+
+    print(
+        f"billing-gateway worker: {args.concurrency} worker(s) applying webhook events", flush=True
+    )
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _event_key(value: str) -> int | str:
+    """A row id (digits) or a Stripe event id."""
+    return int(value) if value.isdigit() else value
+
+
+def _with_session(settings: Settings, action: Callable[[Any], Awaitable[int]]) -> int:
+    """Run `action(session)` on a fresh database connection; a DomainError exits 1."""
+    from services.errors import DomainError
+
+    async def run() -> int:
+        database = await open_database(settings)
+        try:
+            async with database.session() as session:
+                return await action(session)
+        except DomainError as error:
+            print(f"billing-gateway: {error.message}", file=sys.stderr)
+            return 1
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
+def _events_list(settings: Settings, args: argparse.Namespace) -> int:
+    from services.webhooks import inbox
+
+    async def run(session: Any) -> int:
+        statuses = [WebhookEventStatus(args.status)] if args.status else None
+        page = await inbox.list_events(
+            session=session, statuses=statuses, event_type=args.type, first=args.limit
+        )
+        for row in page.rows:
+            error = f"  {row.last_error}" if row.last_error else ""
+            print(
+                f"{row.id}\t{row.stripe_event_id}\t{row.type}\t{row.status.value}\t"
+                f"attempts={row.attempts}\treceived={row.received_at.isoformat()}{error}"
+            )
+        print(f"{len(page.rows)} of {page.total_count} event(s)", file=sys.stderr)
+        return 0
+
+    return _with_session(settings, run)
+
+
+def _events_show(settings: Settings, args: argparse.Namespace) -> int:
+    from services.webhooks import inbox
+
+    async def run(session: Any) -> int:
+        row = await inbox.get_event(session=session, event_id=_event_key(args.event_id))
+        print(json.dumps(_event_json(row), indent=2, default=str))
+        return 0
+
+    return _with_session(settings, run)
+
+
+def _event_json(row: Any) -> dict[str, Any]:
+    names = [
+        "id", "stripe_event_id", "type", "status", "attempts", "last_error", "livemode",
+        "api_version", "object_id", "stripe_created_at", "received_at", "next_attempt_at",
+        "processed_at", "payload",
+    ]  # fmt: skip
+    return {name: getattr(row, name) for name in names}
+
+
+def _events_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from services.webhooks import inbox
+
+    if bool(args.failed) == bool(args.event_id):
+        raise ConfigurationError("events replay takes an event id or --failed (not both)")
+
+    async def run(session: Any) -> int:
+        if args.failed:
+            count = await inbox.replay_failed_events(session=session)
+            print(f"queued {count} failed event(s) again")
+        else:
+            row = await inbox.replay_event(session=session, event_id=_event_key(args.event_id))
+            print(f"queued {row.stripe_event_id} ({row.type}) again")
+        return 0
+
+    return _with_session(settings, run)
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:

@@ -47,6 +47,26 @@ class Settings(BaseSettings):
     stripe_webhook_secrets: Annotated[list[SecretStr], NoDecode] = []
     stripe_api_base: str | None = None
 
+    # GraphQL guard rails (schema/limits.py). A request's cost is the static estimate of the
+    # objects it may return; each caller's budget refills continuously up to its capacity.
+    graphql_max_tokens: int = 2000
+    graphql_max_depth: int = 12
+    graphql_max_aliases: int = 30
+    graphql_max_cost: int = 5000
+    graphql_cost_budget: int = 20000
+    graphql_cost_refill_per_second: float = 1000.0
+
+    # Webhooks: how old a signature may be, how often an event is tried before it is parked
+    # as failed, the first retry delay (doubled each attempt, capped), and the worker's poll
+    # interval when no NOTIFY arrives.
+    webhook_tolerance_seconds: int = 300
+    webhook_max_attempts: int = 8
+    webhook_retry_base_seconds: float = 10.0
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_poll_seconds: float = 2.0
+    # `serve` runs a worker in the process unless workers run as `billing-gateway worker`.
+    webhook_worker_in_process: bool = True
+
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
@@ -63,8 +83,33 @@ class Settings(BaseSettings):
     def _check(self) -> "Settings":
         if self.jwt_secret is not None and self.jwt_public_key:
             raise ConfigurationError("set JWT_SECRET or JWT_PUBLIC_KEY, not both")
+        if self.webhook_tolerance_seconds < 1 or self.webhook_max_attempts < 1:
+            raise ConfigurationError(
+                "WEBHOOK_TOLERANCE_SECONDS and WEBHOOK_MAX_ATTEMPTS must be at least 1"
+            )
+        if self.webhook_poll_seconds <= 0 or self.webhook_retry_base_seconds < 0:
+            raise ConfigurationError(
+                "WEBHOOK_POLL_SECONDS must be positive, WEBHOOK_RETRY_BASE_SECONDS not negative"
+            )
         if self.billing_env is Environment.PRODUCTION:
             _check_production(self)
+        return self
+
+    @model_validator(mode="after")
+    def _check_graphql_limits(self) -> "Settings":
+        limits = {
+            "GRAPHQL_MAX_TOKENS": self.graphql_max_tokens,
+            "GRAPHQL_MAX_DEPTH": self.graphql_max_depth,
+            "GRAPHQL_MAX_ALIASES": self.graphql_max_aliases,
+            "GRAPHQL_MAX_COST": self.graphql_max_cost,
+            "GRAPHQL_COST_REFILL_PER_SECOND": self.graphql_cost_refill_per_second,
+        }
+        for name, value in limits.items():
+            if value <= 0:
+                raise ConfigurationError(f"{name} must be positive")
+        # A budget smaller than the largest allowed query would refuse that query forever.
+        if self.graphql_cost_budget < self.graphql_max_cost:
+            raise ConfigurationError("GRAPHQL_COST_BUDGET must be at least GRAPHQL_MAX_COST")
         return self
 
     @property

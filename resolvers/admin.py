@@ -2,11 +2,14 @@
 
 import strawberry
 
+from db.models import WebhookEventStatus
 from resolvers.connections import connection_of, query_error
 from schema.billing import Customer
 from schema.common import Connection
+from schema.webhooks import WebhookEvent
 from services import accounts
 from services.errors import DomainError
+from services.webhooks import inbox
 
 
 @strawberry.type
@@ -27,3 +30,21 @@ class Admin:
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, Customer.from_model)
+
+    @strawberry.field
+    async def webhook_events(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: list[WebhookEventStatus] | None = None,
+        type: str | None = None,
+    ) -> Connection[WebhookEvent]:
+        try:
+            async with info.context.database.session() as session:
+                page = await inbox.list_events(
+                    session=session, statuses=status, event_type=type, first=first, after=after
+                )
+        except DomainError as error:
+            raise query_error(error) from error
+        return connection_of(page, WebhookEvent.from_model)

@@ -4,5 +4,6 @@ from strawberry.tools import merge_types
 
 from resolvers.mutations.payments import PaymentMutations
 from resolvers.mutations.subscriptions import SubscriptionMutations
+from resolvers.mutations.webhooks import WebhookMutations
 
-Mutation = merge_types("Mutation", (SubscriptionMutations, PaymentMutations))
+Mutation = merge_types("Mutation", (SubscriptionMutations, PaymentMutations, WebhookMutations))

@@ -8,7 +8,10 @@ from db.models import PriceKind
 from schema.billing import Customer, PaymentMethod, Plan
 from schema.common import Node
 from schema.ids import from_global_id
+from schema.webhooks import WebhookEvent
 from services import accounts, catalog, payment_methods
+from services.errors import NotFound
+from services.webhooks import inbox
 
 
 async def _plan(info: strawberry.Info, row_id: int) -> Node | None:
@@ -41,10 +44,23 @@ async def _may_see_account(info: strawberry.Info, account_id: int) -> bool:
     return principal.is_admin or (await info.context.account()).id == account_id
 
 
+async def _webhook_event(info: strawberry.Info, row_id: int) -> Node | None:
+    principal = info.context.principal
+    if principal is None or not principal.is_admin:
+        return None
+    async with info.context.database.session() as session:
+        try:
+            row = await inbox.get_event(session=session, event_id=row_id)
+        except NotFound:
+            return None
+    return WebhookEvent.from_model(row)
+
+
 RESOLVERS: dict[str, Callable[[strawberry.Info, int], Awaitable[Node | None]]] = {
     "Plan": _plan,
     "Customer": _customer,
     "PaymentMethod": _payment_method,
+    "WebhookEvent": _webhook_event,
 }
 
 

@@ -88,6 +88,18 @@ class StripeApi:
         request = self.v1.payment_methods.retrieve_async(payment_method_id)
         return await self.call("payment_methods.retrieve", request)
 
+    async def list_payment_methods(self, customer_id: str) -> list[stripe.PaymentMethod]:
+        """The payment methods attached to a customer."""
+        found: list[stripe.PaymentMethod] = []
+        params: Any = {"limit": 100}
+        while True:
+            request = self.v1.customers.payment_methods.list_async(customer_id, params)
+            page = await self.call("customers.payment_methods.list", request)
+            found.extend(page.data)
+            if not page.has_more:
+                return found
+            params = params | {"starting_after": page.data[-1].id}
+
     async def create_setup_intent(
         self, *, customer_id: str, idempotency_key: str
     ) -> stripe.SetupIntent:
@@ -97,16 +109,23 @@ class StripeApi:
 
     # --- catalog ----------------------------------------------------------------------
 
-    async def list_prices(self) -> list[stripe.Price]:
-        """Every price, with its product expanded."""
+    async def list_prices(self, *, product_id: str | None = None) -> list[stripe.Price]:
+        """Every price (of one product, if given), with its product expanded."""
         prices: list[stripe.Price] = []
         params: Any = {"limit": 100, "expand": ["data.product"]}
+        if product_id is not None:
+            params["product"] = product_id
         while True:
             page = await self.call("prices.list", self.v1.prices.list_async(params))
             prices.extend(page.data)
             if not page.has_more:
                 return prices
             params = params | {"starting_after": page.data[-1].id}
+
+    async def retrieve_price(self, price_id: str) -> stripe.Price:
+        """One price, with its product expanded."""
+        request = self.v1.prices.retrieve_async(price_id, {"expand": ["product"]})
+        return await self.call("prices.retrieve", request)
 
     # --- subscriptions ------------------------------------------------------------------
 
@@ -144,6 +163,18 @@ class StripeApi:
             subscription_id, {"expand": SUBSCRIPTION_EXPAND}
         )
         return await self.call("subscriptions.retrieve", request)
+
+    async def list_subscriptions(self, customer_id: str) -> list[stripe.Subscription]:
+        """Every subscription of a customer, ended ones too, expanded like a retrieve."""
+        found: list[stripe.Subscription] = []
+        expand = [f"data.{path}" for path in SUBSCRIPTION_EXPAND]
+        params: Any = {"customer": customer_id, "status": "all", "limit": 100, "expand": expand}
+        while True:
+            page = await self.call("subscriptions.list", self.v1.subscriptions.list_async(params))
+            found.extend(page.data)
+            if not page.has_more:
+                return found
+            params = params | {"starting_after": page.data[-1].id}
 
     async def change_subscription_price(
         self,
@@ -290,3 +321,20 @@ class StripeApi:
         params: Any = {"customer": customer_id, "return_url": return_url}
         request = self.v1.billing_portal.sessions.create_async(params, self._write(idempotency_key))
         return await self.call("billing_portal.sessions.create", request)
+
+    # --- events -----------------------------------------------------------------------
+
+    async def list_events(self, *, created_gte: int | None = None) -> list[dict[str, Any]]:
+        """Every event Stripe still keeps (created at or after `created_gte`), newest first, as
+        the JSON Stripe sent (the inbox stores payloads exactly as a webhook delivers them)."""
+        found: list[dict[str, Any]] = []
+        params: Any = {"limit": 100}
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        while True:
+            page = await self.call("events.list", self.v1.events.list_async(params))
+            raw: Any = page.last_response.data if page.last_response else page.to_dict()
+            found.extend(raw["data"])
+            if not page.has_more:
+                return found
+            params = params | {"starting_after": page.data[-1].id}

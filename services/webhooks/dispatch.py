@@ -31,3 +31,7 @@ async def apply_event(*, session: AsyncSession, stripe: StripeApi, event: Stripe
         return False
     await handler(session, stripe, event)
     return True
+
+
+# Last, so the handler modules find `handles` defined.
+from services.webhooks import handlers  # noqa: F401 - registers them

@@ -1,0 +1,375 @@
+"""Query guard rails: token, depth, alias and cost limits, and a per-caller cost budget.
+
+Every refusal is a top-level error with `extensions.code` and happens before execution.
+Strawberry's QueryDepthLimiter, MaxAliasesLimiter and MaxTokensLimiter report errors
+without a code (the alias rule reports straight to the validation context, so it cannot
+be wrapped), hence one walk over the operation measures all three and the cost.
+"""
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLNamedType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    Source,
+    TokenKind,
+    get_named_type,
+    get_nullable_type,
+    get_variable_values,
+    is_leaf_type,
+    is_list_type,
+    validate,
+)
+from graphql.language import Lexer
+from graphql.utilities import get_operation_ast, value_from_ast_untyped
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+
+from gateway.settings import Settings
+from services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+log = logging.getLogger("billing_gateway.graphql")
+
+# Plain lists (paymentMethods, lines) have no `first`; assume this many items each.
+ASSUMED_LIST_SIZE = 10
+# More callers than this and the buckets that have refilled completely are forgotten.
+MAX_TRACKED_CALLERS = 10_000
+
+QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+RATE_LIMITED = "RATE_LIMITED"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What a selection asks for: estimated cost, depth in fields and aliases used."""
+
+    cost: int = 0
+    depth: int = 0
+    aliases: int = 0
+
+
+def _combined(measures: Iterator[Measure]) -> Measure:
+    """Sibling selections: costs and aliases add up, the deepest one sets the depth."""
+    cost = depth = aliases = 0
+    for measure in measures:
+        cost += measure.cost
+        depth = max(depth, measure.depth)
+        aliases += measure.aliases
+    return Measure(cost, depth, aliases)
+
+
+class OperationMeasure:
+    """Measures one operation with fragments expanded and variables (and defaults) applied."""
+
+    def __init__(
+        self, schema: GraphQLSchema, document: DocumentNode, variables: dict[str, Any]
+    ) -> None:
+        self.schema = schema
+        self.variables = variables
+        self.fragments = {
+            node.name.value: node
+            for node in document.definitions
+            if isinstance(node, FragmentDefinitionNode)
+        }
+        # A fragment measures the same wherever it is spread: memoising keeps the walk
+        # linear even for fragments that spread other fragments many times over.
+        self._fragment_measures: dict[str, Measure] = {}
+
+    def of_operation(self, operation: OperationDefinitionNode) -> Measure:
+        root = self.schema.get_root_type(operation.operation)
+        if root is None:
+            return Measure()
+        return self._of_selections(operation.selection_set, root)
+
+    def _of_selections(self, selections: SelectionSetNode, parent: GraphQLNamedType) -> Measure:
+        return _combined(self._of_selection(node, parent) for node in selections.selections)
+
+    def _of_selection(self, node: Any, parent: GraphQLNamedType) -> Measure:
+        if isinstance(node, FieldNode):
+            return self._of_field(node, parent)
+        if isinstance(node, InlineFragmentNode):
+            condition = node.type_condition
+            inner = self.schema.get_type(condition.name.value) if condition else parent
+            return self._of_selections(node.selection_set, inner or parent)
+        if isinstance(node, FragmentSpreadNode):
+            return self._of_fragment(node.name.value)
+        return Measure()
+
+    def _of_fragment(self, name: str) -> Measure:
+        if name not in self._fragment_measures:
+            fragment = self.fragments[name]
+            condition = self.schema.get_type(fragment.type_condition.name.value)
+            assert condition is not None, "validation checked the type condition"
+            self._fragment_measures[name] = self._of_selections(fragment.selection_set, condition)
+        return self._fragment_measures[name]
+
+    def _of_field(self, node: FieldNode, parent: GraphQLNamedType) -> Measure:
+        alias = 1 if node.alias else 0
+        name = node.name.value
+        if name in ("__schema", "__type"):
+            # Introspection is refused in production and needed by GraphiQL elsewhere.
+            return Measure(aliases=alias)
+        definition = getattr(parent, "fields", {}).get(name)
+        if definition is None:  # __typename
+            return Measure(depth=1, aliases=alias)
+        named = get_named_type(definition.type)
+        if is_leaf_type(named) or node.selection_set is None:
+            return Measure(depth=1, aliases=alias)
+        children = self._of_selections(node.selection_set, named)
+        size = self._size(node, definition, parent)
+        return Measure(1 + size * children.cost, 1 + children.depth, alias + children.aliases)
+
+    def _size(self, node: FieldNode, definition: Any, parent: GraphQLNamedType) -> int:
+        """How many times the field's children may be returned."""
+        if "first" in definition.args:
+            return self._first(node)
+        if get_named_type(definition.type).name.endswith("Connection"):
+            return DEFAULT_PAGE_SIZE
+        if parent.name.endswith("Connection"):
+            return 1  # `edges` of a connection: `first` already counted them
+        return ASSUMED_LIST_SIZE if is_list_type(get_nullable_type(definition.type)) else 1
+
+    def _first(self, node: FieldNode) -> int:
+        arguments = node.arguments or ()
+        argument = next((arg for arg in arguments if arg.name.value == "first"), None)
+        if argument is None:
+            return DEFAULT_PAGE_SIZE
+        value = value_from_ast_untyped(argument.value, self.variables)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return DEFAULT_PAGE_SIZE
+        # More than the maximum is refused by the field itself with INVALID_INPUT.
+        return min(max(value, 0), MAX_PAGE_SIZE)
+
+
+def count_tokens(query: str, stop_after: int) -> int:
+    """The document's tokens as the parser counts them, reading no further than needed."""
+    lexer = Lexer(Source(query))
+    count = 0
+    while count <= stop_after and lexer.advance().kind is not TokenKind.EOF:
+        count += 1
+    return count
+
+
+def too_complex(message: str, **details: int) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": QUERY_TOO_COMPLEX, **details})
+
+
+def internal_error(request_id: str) -> GraphQLError:
+    return GraphQLError(
+        f"Internal server error (request id {request_id})",
+        extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+    )
+
+
+def refusals(measure: Measure, settings: Settings) -> list[GraphQLError]:
+    """One error for each limit the operation exceeds."""
+    errors = []
+    if measure.depth > settings.graphql_max_depth:
+        errors.append(
+            too_complex(
+                f"Query depth {measure.depth} exceeds the limit of {settings.graphql_max_depth}",
+                depth=measure.depth,
+                limit=settings.graphql_max_depth,
+            )
+        )
+    if measure.aliases > settings.graphql_max_aliases:
+        errors.append(
+            too_complex(
+                f"{measure.aliases} aliases exceed the limit of {settings.graphql_max_aliases}",
+                aliases=measure.aliases,
+                limit=settings.graphql_max_aliases,
+            )
+        )
+    if measure.cost > settings.graphql_max_cost:
+        errors.append(
+            too_complex(
+                f"Query cost {measure.cost} exceeds the limit of {settings.graphql_max_cost}",
+                cost=measure.cost,
+                limit=settings.graphql_max_cost,
+            )
+        )
+    return errors
+
+
+@dataclass
+class _Bucket:
+    available: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Charge:
+    """The outcome of spending cost from a caller's budget."""
+
+    allowed: bool
+    available: float
+    retry_after: int
+
+
+class CostBudgets:
+    """Per-caller token buckets of query cost, in this process's memory only.
+
+    Each gateway instance keeps its own buckets, so N instances behind a load balancer
+    allow up to N times the configured rate.
+    """
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    def spend(self, caller: str, cost: int, *, capacity: int, refill_per_second: float) -> Charge:
+        """Take `cost` from the caller's bucket, or say how long until it can be taken."""
+        now = self._clock()
+        bucket = self._buckets.get(caller) or _Bucket(float(capacity), now)
+        elapsed = now - bucket.updated_at
+        bucket.available = min(capacity, bucket.available + elapsed * refill_per_second)
+        bucket.updated_at = now
+        self._remember(caller, bucket, capacity)
+        if cost > bucket.available:
+            wait = math.ceil((cost - bucket.available) / refill_per_second)
+            return Charge(False, bucket.available, max(wait, 1))
+        bucket.available -= cost
+        return Charge(True, bucket.available, 0)
+
+    def _remember(self, caller: str, bucket: _Bucket, capacity: int) -> None:
+        self._buckets[caller] = bucket
+        if len(self._buckets) > MAX_TRACKED_CALLERS:
+            # A full bucket behaves exactly like a forgotten one, so forgetting it is free.
+            self._buckets = {
+                key: kept for key, kept in self._buckets.items() if kept.available < capacity
+            }
+
+
+def caller_key(context: Any) -> str:
+    """The budget's owner: the signed-in user, else the client address."""
+    principal = getattr(context, "principal", None)
+    if principal is not None:
+        return f"user:{principal.user_id}"
+    request = getattr(context, "request", None)
+    client = getattr(request, "client", None)
+    return f"ip:{client.host if client else 'unknown'}"
+
+
+class QueryLimits(SchemaExtension):
+    """Refuses over-limit or over-budget operations before execution; reports each cost."""
+
+    def __init__(self, *, budgets: CostBudgets) -> None:
+        self.budgets = budgets
+        self.cost: int | None = None
+        self.charge: Charge | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.execution_context.context.settings
+
+    def on_parse(self) -> Iterator[None]:
+        limit = self.settings.graphql_max_tokens
+        tokens = count_tokens(self.execution_context.query or "", stop_after=limit)
+        if tokens > limit:
+            # Strawberry answers an error raised here as a top-level error, unparsed.
+            raise too_complex(
+                f"The document has more than {limit} tokens", tokens=tokens, limit=limit
+            )
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        # Set here, the errors stand in for Strawberry's own validation, which then skips.
+        if context.pre_execution_errors is None:
+            try:
+                errors = self._validation_errors() or self._limit_errors()
+            except Exception:  # a bug here must neither run the query nor leak its text
+                request_id = context.context.request_id
+                log.exception("query limits failed, request id %s", request_id)
+                errors = [internal_error(request_id)]
+            context.pre_execution_errors = errors
+        yield
+
+    def _validation_errors(self) -> list[GraphQLError]:
+        """The schema's validation, without introspection or suggestions in production."""
+        context = self.execution_context
+        assert context.graphql_document is not None
+        production = self.settings.is_production
+        rules = (*context.validation_rules, MaybeNullValidationRule, OneOfInputValidationRule)
+        if production:
+            rules = (*rules, NoSchemaIntrospectionCustomRule)
+        return validate(
+            context.schema._schema,
+            context.graphql_document,
+            rules,
+            hide_suggestions=production,
+        )
+
+    def _limit_errors(self) -> list[GraphQLError]:
+        """Limit refusals, else the rate limit's, else none and the cost is charged."""
+        context = self.execution_context
+        assert context.graphql_document is not None
+        operation = get_operation_ast(context.graphql_document, context.operation_name)
+        if operation is None:
+            return []  # execution reports the missing or ambiguous operation
+        schema = context.schema._schema
+        # Coerced as execution will coerce them (defaults applied), so `first: $n` is known;
+        # bad values are refused here already, without suggestions in production.
+        variables = get_variable_values(
+            schema,
+            operation.variable_definitions or (),
+            context.variables or {},
+            hide_suggestions=self.settings.is_production,
+        )
+        if isinstance(variables, list):
+            return variables
+        measure = OperationMeasure(
+            schema, context.graphql_document, variables.coerced
+        ).of_operation(operation)
+        self.cost = measure.cost
+        errors = refusals(measure, self.settings)
+        return errors or self._rate_limit_errors(measure.cost)
+
+    def _rate_limit_errors(self, cost: int) -> list[GraphQLError]:
+        settings = self.settings
+        self.charge = self.budgets.spend(
+            caller_key(self.execution_context.context),
+            cost,
+            capacity=settings.graphql_cost_budget,
+            refill_per_second=settings.graphql_cost_refill_per_second,
+        )
+        if self.charge.allowed:
+            return []
+        retry_after = self.charge.retry_after
+        response = getattr(self.execution_context.context, "response", None)
+        if response is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return [
+            GraphQLError(
+                f"Query cost budget exhausted; retry in {retry_after} s",
+                extensions={"code": RATE_LIMITED, "retryAfter": retry_after, "cost": cost},
+            )
+        ]
+
+    def get_results(self) -> dict[str, Any]:
+        if self.cost is None:
+            return {}
+        settings = self.settings
+        cost: dict[str, Any] = {"requested": self.cost, "limit": settings.graphql_max_cost}
+        if self.charge is not None:
+            cost["budget"] = {
+                "available": math.floor(self.charge.available),
+                "capacity": settings.graphql_cost_budget,
+                "refillPerSecond": settings.graphql_cost_refill_per_second,
+            }
+        return {"cost": cost}

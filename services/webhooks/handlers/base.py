@@ -1,0 +1,41 @@
+"""What every handler shares: the per-object lock, the event's time, and the rule that
+decides when an event's snapshot cannot be trusted and Stripe must be re-read."""
+
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+StripeDict = dict[str, Any]
+
+
+class Mirrored(Protocol):
+    last_event_at: datetime | None
+    last_event_id: str | None
+
+
+async def lock(session: AsyncSession, stripe_object_id: str) -> None:
+    """Serialize the events of one Stripe object across workers until the transaction ends."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": stripe_object_id}
+    )
+
+
+def obj(event: StripeDict) -> StripeDict:
+    """The object snapshot an event carries."""
+    return event["data"]["object"]
+
+
+def event_time(event: StripeDict) -> datetime:
+    return datetime.fromtimestamp(event["created"], UTC)
+
+
+def ambiguous(row: Mirrored | None, event: StripeDict) -> bool:
+    """True when the row was last changed in the event's own second by something else.
+
+    Stripe's `created` has one-second resolution, so two events of one second cannot be
+    ordered by it; the snapshot may be older than what the row holds. Re-read then."""
+    if row is None or row.last_event_at is None or row.last_event_id == event["id"]:
+        return False
+    return int(row.last_event_at.timestamp()) == event["created"]

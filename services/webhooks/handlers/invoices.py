@@ -1,0 +1,75 @@
+"""invoice.*: an invoice's status and amounts, and the payments that pay it."""
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Invoice, Subscription
+from services import mirror
+from services.stripe.client import StripeApi
+from services.webhooks import dispatch, sync
+from services.webhooks.handlers.base import StripeDict, ambiguous, event_time, lock, obj
+
+
+@dispatch.handles(
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
+)
+async def invoice_changed(session: AsyncSession, stripe: StripeApi, event: StripeDict) -> None:
+    """Apply the snapshot (or re-read it when ambiguous), then link its payments."""
+    invoice = obj(event)
+    await lock(session, invoice["id"])
+    account = await mirror.account_for_customer(session, mirror.stripe_id(invoice["customer"]))
+    if account is None:
+        return
+    subscription_id = mirror.invoice_subscription_id(invoice)
+    if subscription_id is not None:
+        # Always after the invoice's own lock, and before any row lock: no lock cycles.
+        await lock(session, subscription_id)
+        await _ensure_subscription(session, stripe, subscription_id, account.id, event)
+    await _apply(session, stripe, invoice, account.id, event)
+    if subscription_id is not None:
+        await sync.settle_latest_invoice(session, subscription_id)
+
+
+async def _apply(
+    session: AsyncSession,
+    stripe: StripeApi,
+    invoice: StripeDict,
+    account_id: int,
+    event: StripeDict,
+) -> None:
+    row = await session.scalar(select(Invoice).where(Invoice.stripe_invoice_id == invoice["id"]))
+    if ambiguous(row, event):
+        observed_at = sync.fresh_time(event)
+        await sync.mirror_invoice(session, stripe, invoice["id"], account_id, observed_at)
+        return
+    await mirror.upsert_invoice(
+        session, invoice, account_id, observed_at=event_time(event), event_id=event["id"]
+    )
+    if invoice["status"] != "draft":
+        # Event snapshots leave out `payments` (an includable field); only a read has them.
+        fetched = (await stripe.retrieve_invoice(invoice["id"])).to_dict()
+        await sync.link_payments(session, stripe, fetched, account_id, sync.fresh_time(event))
+
+
+async def _ensure_subscription(
+    session: AsyncSession,
+    stripe: StripeApi,
+    subscription_id: str,
+    account_id: int,
+    event: StripeDict,
+) -> None:
+    """Mirror the invoice's subscription from Stripe when its own events have not come yet."""
+    known = await session.scalar(
+        select(Subscription.id).where(Subscription.stripe_subscription_id == subscription_id)
+    )
+    if known is None:
+        await sync.mirror_subscription(
+            session, stripe, subscription_id, account_id, sync.fresh_time(event)
+        )

@@ -1,0 +1,80 @@
+"""payment_intent.* and charge.*: a payment's status, failure, receipt and refunds."""
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import PaymentTransaction
+from services import mirror
+from services.stripe.client import StripeApi
+from services.webhooks import dispatch, sync
+from services.webhooks.handlers.base import StripeDict, ambiguous, event_time, lock, obj
+
+
+@dispatch.handles(
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.requires_action",
+    "payment_intent.processing",
+    "payment_intent.canceled",
+)
+async def payment_intent_changed(
+    session: AsyncSession, stripe: StripeApi, event: StripeDict
+) -> None:
+    """Apply the PaymentIntent's snapshot, or re-read it when the order is ambiguous."""
+    intent = obj(event)
+    await lock(session, intent["id"])
+    account = await mirror.account_for_customer(session, mirror.stripe_id(intent.get("customer")))
+    if account is None:
+        return
+    row = await _transaction(session, intent["id"], None)
+    if ambiguous(row, event):
+        await sync.mirror_payment(session, stripe, intent["id"], account.id, sync.fresh_time(event))
+        return
+    await mirror.upsert_transaction(
+        session, intent, account.id, observed_at=event_time(event), event_id=event["id"]
+    )
+
+
+@dispatch.handles("charge.succeeded", "charge.failed", "charge.refunded")
+async def charge_changed(session: AsyncSession, stripe: StripeApi, event: StripeDict) -> None:
+    """Carry the charge's refunds and receipt onto its payment's row.
+
+    No ordering guard is needed: the refunded amount only grows (GREATEST) and a receipt,
+    once there, stays; the PaymentIntent's own events never carry either."""
+    charge = obj(event)
+    intent_id = mirror.stripe_id(charge.get("payment_intent"))
+    # The row is the PaymentIntent's: lock it, so its events and its charge's never interleave.
+    await lock(session, intent_id or charge["id"])
+    account = await mirror.account_for_customer(session, mirror.stripe_id(charge.get("customer")))
+    if account is None:
+        return
+    row = await _transaction(session, intent_id, charge["id"])
+    if row is None:
+        if intent_id is not None:  # its payment is not mirrored yet: read it whole
+            await sync.mirror_payment(
+                session, stripe, intent_id, account.id, sync.fresh_time(event)
+            )
+        return
+    receipt = charge.get("receipt_url") if charge.get("paid") else None
+    await session.execute(
+        update(PaymentTransaction)
+        .where(PaymentTransaction.id == row.id)
+        .values(
+            amount_refunded=func.greatest(
+                PaymentTransaction.amount_refunded, charge.get("amount_refunded") or 0
+            ),
+            receipt_url=func.coalesce(PaymentTransaction.receipt_url, receipt),
+            updated_at=func.now(),
+        )
+    )
+
+
+async def _transaction(
+    session: AsyncSession, intent_id: str | None, charge_id: str | None
+) -> PaymentTransaction | None:
+    """The payment's row, by its PaymentIntent or else by its latest charge."""
+    if intent_id is not None:
+        which = PaymentTransaction.stripe_payment_intent_id == intent_id
+    else:
+        which = PaymentTransaction.latest_charge_stripe_id == charge_id
+    return await session.scalar(select(PaymentTransaction).where(which))

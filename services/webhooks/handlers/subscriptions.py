@@ -1,0 +1,46 @@
+"""customer.subscription.*: status, plan, periods, cancellation and trial of a subscription."""
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Subscription
+from services import mirror
+from services.stripe.client import StripeApi
+from services.webhooks import dispatch, sync
+from services.webhooks.handlers.base import StripeDict, ambiguous, event_time, lock, obj
+
+
+@dispatch.handles(
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.trial_will_end",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+)
+async def subscription_changed(session: AsyncSession, stripe: StripeApi, event: StripeDict) -> None:
+    """Apply the snapshot, or re-read the subscription when the event's order is ambiguous or
+    its price is not a plan the mirror knows."""
+    subscription = obj(event)
+    await lock(session, subscription["id"])
+    account = await mirror.account_for_customer(session, mirror.stripe_id(subscription["customer"]))
+    if account is None:
+        return
+    row = await session.scalar(
+        select(Subscription).where(Subscription.stripe_subscription_id == subscription["id"])
+    )
+    plan = await mirror.plan_for_price(session, mirror.subscription_price_id(subscription))
+    if plan is None or ambiguous(row, event):
+        await sync.mirror_subscription(
+            session, stripe, subscription["id"], account.id, sync.fresh_time(event)
+        )
+    else:
+        await mirror.upsert_subscription(
+            session,
+            subscription,
+            account.id,
+            plan.id,
+            observed_at=event_time(event),
+            event_id=event["id"],
+        )
+    await sync.settle_latest_invoice(session, subscription["id"])

@@ -1,0 +1,118 @@
+"""The worker: applies due inbox events, woken by NOTIFY, with a poll in case one is lost."""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.database import Database
+from gateway.settings import Settings
+from services.stripe.client import StripeApi
+from services.webhooks import inbox
+from services.webhooks.inbox import RetryPolicy
+
+log = logging.getLogger("billing_gateway.webhooks.worker")
+
+
+class WebhookWorker:
+    """One loop claiming events; run several (in one or many processes) to go faster."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        stripe: StripeApi,
+        policy: RetryPolicy,
+        poll_seconds: float = 2.0,
+        listen: bool = True,
+    ) -> None:
+        self.database = database
+        self.stripe = stripe
+        self.policy = policy
+        self.poll_seconds = poll_seconds
+        self.listen = listen
+        self._wake = asyncio.Event()
+        self._listener: AsyncConnection | None = None
+        self._driver: Any = None  # the asyncpg connection under the listener
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> "WebhookWorker":
+        self._task = asyncio.create_task(self.run(), name="webhook-worker")
+        return self
+
+    async def stop(self) -> None:
+        """Cancel the loop; an event in progress is rolled back and stays pending."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        """Drain due events, then sleep until a NOTIFY or the next poll; until cancelled."""
+        try:
+            while True:
+                await self._ensure_listening()
+                try:
+                    await self.drain()
+                except Exception:  # the database is unreachable: try again at the next poll
+                    log.exception("webhook worker could not claim events")
+                await self._sleep()
+        finally:
+            await self._stop_listening()
+
+    async def drain(self) -> int:
+        """Apply every due event; the number claimed."""
+        count = 0
+        while await inbox.process_next_event(
+            sessions=self.database.sessions, stripe=self.stripe, policy=self.policy
+        ):
+            count += 1
+        return count
+
+    async def _sleep(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+        self._wake.clear()
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _ensure_listening(self) -> None:
+        """LISTEN on a connection of its own; again after the server dropped it."""
+        if not self.listen or (self._driver is not None and not self._driver.is_closed()):
+            return
+        await self._stop_listening()
+        try:
+            connection = await self.database.engine.connect()
+            raw = await connection.get_raw_connection()
+            self._listener, self._driver = connection, raw.driver_connection
+            await self._driver.add_listener(inbox.CHANNEL, self._on_notify)
+        except Exception:  # polling still finds every event, only later
+            log.warning("webhook worker cannot LISTEN; polling only", exc_info=True)
+            await self._stop_listening()
+
+    async def _stop_listening(self) -> None:
+        connection, driver = self._listener, self._driver
+        self._listener = self._driver = None
+        if driver is not None:
+            with contextlib.suppress(Exception):
+                # A pooled connection must not keep calling this worker once returned.
+                await driver.remove_listener(inbox.CHANNEL, self._on_notify)
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+
+def worker_for(*, database: Database, stripe: StripeApi, settings: Settings) -> WebhookWorker:
+    """A worker configured from Settings."""
+    policy = RetryPolicy(
+        max_attempts=settings.webhook_max_attempts,
+        base_seconds=settings.webhook_retry_base_seconds,
+        max_seconds=settings.webhook_retry_max_seconds,
+    )
+    return WebhookWorker(
+        database=database, stripe=stripe, policy=policy, poll_seconds=settings.webhook_poll_seconds
+    )
