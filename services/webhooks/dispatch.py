@@ -34,4 +34,4 @@ async def apply_event(*, session: AsyncSession, stripe: StripeApi, event: Stripe
 
 
 # Last, so the handler modules find `handles` defined.
-from services.webhooks import handlers  # noqa: F401 - registers them
+from services.webhooks import handlers  # noqa: E402,F401 - registers them

@@ -44,6 +44,7 @@ async def _apply(
     account_id: int,
     event: StripeDict,
 ) -> None:
+    """The snapshot, or Stripe's invoice when the snapshot's order is ambiguous."""
     row = await session.scalar(select(Invoice).where(Invoice.stripe_invoice_id == invoice["id"]))
     if ambiguous(row, event):
         observed_at = sync.fresh_time(event)
