@@ -54,7 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_events_commands(commands)
 
     sync = commands.add_parser("sync", help="re-read Stripe into the mirror")
-    sync.add_argument("what", choices=["plans"], help="plans: Stripe's prices and products")
+    sync.add_argument(
+        "what",
+        nargs="?",
+        choices=["accounts", "plans"],
+        default="accounts",
+        help="accounts (default): every known customer's objects; plans: prices and products",
+    )
+    sync.add_argument(
+        "--events", action="store_true", help="store Stripe events missing from the inbox"
+    )
     sync.set_defaults(run=_sync)
 
     sandbox = commands.add_parser("sandbox", help="run the offline Stripe sandbox on its own")
@@ -137,19 +146,28 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
     from services import catalog
     from services.errors import DomainError
     from services.stripe.client import StripeApi
+    from services.webhooks import sync
 
     async def run() -> int:
         database = await open_database(settings)
+        stripe = StripeApi(settings, settings.stripe_api_base)
         try:
             async with database.session() as session:
-                stripe = StripeApi(settings, settings.stripe_api_base)
-                count = await catalog.sync_plans(session=session, stripe=stripe)
+                if args.events:
+                    count = await sync.ingest_missing_events(session=session, stripe=stripe)
+                    message = f"stored {count} missing events in the inbox"
+                elif args.what == "plans":
+                    count = await catalog.sync_plans(session=session, stripe=stripe)
+                    message = f"synced {count} prices into plans"
+                else:
+                    count = await sync.resync_accounts(database=database, stripe=stripe)
+                    message = f"resynced {count} accounts from Stripe"
         except DomainError as error:
             print(f"billing-gateway: {error.message}", file=sys.stderr)
             return 1
         finally:
             await database.dispose()
-        print(f"synced {count} prices into plans")
+        print(message)
         return 0
 
     return asyncio.run(run())

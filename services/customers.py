@@ -20,12 +20,17 @@ async def ensure_stripe_customer(
             select(Account).where(Account.id == account_id).with_for_update()
         )
         assert account is not None, "the caller's account exists"
-        if account.stripe_customer_id is None:
+        if account.stripe_customer_id is None or account.stripe_deleted_at is not None:
+            # After a deletion in Stripe a new customer is needed: a new key says so.
+            generation = (
+                int(account.stripe_deleted_at.timestamp()) if account.stripe_deleted_at else 0
+            )
             customer = await stripe.create_customer(
                 user_id=account.user_id,
                 email=account.email,
                 name=account.name,
-                idempotency_key=f"customer-create:{account.id}",
+                idempotency_key=f"customer-create:{account.id}:{generation}",
             )
             account.stripe_customer_id = customer.id
+            account.stripe_deleted_at = None
         return account.stripe_customer_id

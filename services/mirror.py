@@ -46,6 +46,19 @@ async def _upsert(
     event_id: str | None,
 ) -> int:
     """Insert or update by Stripe id unless the row holds newer state; the row's id."""
+    row_id, _ = await _upsert_applied(session, model, key, values, observed_at, event_id)
+    return row_id
+
+
+async def _upsert_applied(
+    session: AsyncSession,
+    model: type[models.Base],
+    key: str,
+    values: dict[str, Any],
+    observed_at: datetime,
+    event_id: str | None,
+) -> tuple[int, bool]:
+    """The row's id, and whether this state was applied (False: the row holds newer state)."""
     table: Table = model.__table__  # type: ignore[assignment]
     values = values | {"last_event_at": observed_at, "last_event_id": event_id}
     inserting = insert(table).values(values)
@@ -58,9 +71,11 @@ async def _upsert(
         where=or_(current.is_(None), current <= inserting.excluded.last_event_at),
     ).returning(table.c.id)
     row_id = await session.scalar(upsert)
-    if row_id is None:  # the row holds newer state and was left as it is
-        row_id = await session.scalar(select(table.c.id).where(table.c[key] == values[key]))
-    return row_id
+    if row_id is not None:
+        return row_id, True
+    existing = await session.scalar(select(table.c.id).where(table.c[key] == values[key]))
+    assert existing is not None, "a conflicting row exists"
+    return existing, False
 
 
 async def account_for_customer(session: AsyncSession, customer_id: str | None) -> Account | None:
@@ -220,8 +235,11 @@ async def upsert_invoice(
         "stripe_pdf_url": invoice.get("invoice_pdf"),
         "stripe_created_at": timestamp(invoice["created"]),
     }
-    row_id = await _upsert(session, Invoice, "stripe_invoice_id", values, observed_at, event_id)
-    if row_id is not None and invoice.get("lines") is not None:
+    row_id, applied = await _upsert_applied(
+        session, Invoice, "stripe_invoice_id", values, observed_at, event_id
+    )
+    # The lines belong to the state applied: an older snapshot's lines must not win either.
+    if applied and invoice.get("lines") is not None:
         await _replace_lines(session, row_id, invoice["lines"]["data"])
     return row_id
 

@@ -236,3 +236,38 @@ async def test_sync_plans_says_when_stripe_is_unreachable(scratch_database_url):
     }
     result = await asyncio.to_thread(run, "sync", "plans", env=env)
     assert result.returncode == 1 and "Stripe is unavailable" in result.stderr
+
+
+async def test_sync_repairs_accounts_and_fetches_missing_events(
+    scratch_database_url, stripe_sandbox
+):
+    from sandbox.demo import sdk_client, seed_catalog
+
+    async with httpx.AsyncClient(base_url=stripe_sandbox.url) as browser:
+        await browser.post("/_sandbox/reset")
+    client = sdk_client(stripe_sandbox.url)
+    await seed_catalog(client)
+    customer = await client.v1.customers.create_async({"email": "sync@example.com"})
+    env = {
+        "DATABASE_URL": scratch_database_url.render_as_string(hide_password=False),
+        "STRIPE_API_BASE": stripe_sandbox.url,
+    }
+    assert (await asyncio.to_thread(run, "migrate", env=env)).returncode == 0
+    database = Database(scratch_database_url, pool_size=1)
+    try:
+        async with database.engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO accounts (user_id, stripe_customer_id) VALUES ('u1', :c)"),
+                {"c": customer.id},
+            )
+        accounts = await asyncio.to_thread(run, "sync", env=env)
+        events = await asyncio.to_thread(run, "sync", "--events", env=env)
+        async with database.engine.connect() as conn:
+            email = await conn.scalar(text("SELECT email FROM accounts WHERE user_id = 'u1'"))
+            stored = await conn.scalar(text("SELECT count(*) FROM stripe_events"))
+    finally:
+        await database.dispose()
+    assert accounts.returncode == 0 and "resynced 1 accounts" in accounts.stdout
+    assert events.returncode == 0 and "missing events" in events.stdout
+    assert email == "sync@example.com"
+    assert stored > 0

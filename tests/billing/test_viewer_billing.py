@@ -32,7 +32,8 @@ async def test_the_dashboard_shows_the_callers_subscription_invoice_card_and_pay
 ):
     alice, bob = token_for("alice"), token_for("bob")
     created = await graphql(
-        client, CREATE,
+        client,
+        CREATE,
         {"input": {"planId": billing.plan_id("pro_monthly"), "paymentMethodId": "pm_card_visa"}},
         token=alice,
     )
@@ -43,7 +44,10 @@ async def test_the_dashboard_shows_the_callers_subscription_invoice_card_and_pay
     theirs = (await graphql(client, DASHBOARD, token=bob))["data"]["viewer"]
 
     assert mine["activeSubscription"]["id"] == subscription["id"]
-    assert mine["activeSubscription"]["plan"] == {"productName": "Pro", "amount": {"formatted": "$29.00"}}
+    assert mine["activeSubscription"]["plan"] == {
+        "productName": "Pro",
+        "amount": {"formatted": "$29.00"},
+    }
     (sub_edge,) = mine["subscriptions"]["edges"]
     (invoice_edge,) = mine["invoices"]["edges"]
     invoice = invoice_edge["node"]
@@ -53,8 +57,12 @@ async def test_the_dashboard_shows_the_callers_subscription_invoice_card_and_pay
     assert invoice["subscription"]["id"] == subscription["id"]
     assert [line["amount"]["amount"] for line in invoice["lines"]] == ["2900"]
     assert mine["paymentMethods"] == [
-        {"stripePaymentMethodId": mine["paymentMethods"][0]["stripePaymentMethodId"],
-         "brand": "visa", "last4": "4242", "isDefault": True}
+        {
+            "stripePaymentMethodId": mine["paymentMethods"][0]["stripePaymentMethodId"],
+            "brand": "visa",
+            "last4": "4242",
+            "isDefault": True,
+        }
     ]
     (payment,) = [edge["node"] for edge in mine["transactions"]["edges"]]
     assert payment["status"] == "SUCCEEDED" and payment["amount"]["amount"] == "2900"
