@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -210,6 +211,8 @@ async def processing_rate(database: Database) -> tuple[int, float]:
 
 
 async def main(args) -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("this benchmark drives the servers with wrk: apt-get install wrk")
     server = start_embedded_postgres(ROOT / ".billing" / "bench")
     name = f"bench_ingest_{os.getpid()}"
     await create_database_if_missing(server, name)
