@@ -118,10 +118,14 @@ class Store:
         obj = self.objects.get(object_id)
         return obj if obj is not None and obj["object"] == object_type else None
 
-    def get(self, object_type: str, object_id: str, *, param: str | None = "id") -> StripeObject:
+    def get(
+        self, object_type: str, object_id: str, *, param: str | None = "id", kind: str | None = None
+    ) -> StripeObject:
+        """The object, or Stripe's 404 ("No such <kind>: …"; kind defaults from the type)."""
         obj = self.find(object_type, object_id)
         if obj is None or obj.get("deleted"):
-            raise no_such(object_type.replace("_", "").rsplit(".", 1)[-1], object_id, param)
+            name = kind or object_type.replace("_", "").rsplit(".", 1)[-1]
+            raise no_such(name, object_id, param)
         return obj
 
     def list_objects(

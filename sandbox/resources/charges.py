@@ -7,7 +7,6 @@ import copy
 import secrets
 import uuid
 
-from sandbox.errors import no_such
 from sandbox.registry import Call, StripeObject, handles
 from sandbox.resources.common import apply_update, in_range, refuse_unsupported
 from sandbox.resources.payment_methods import Decline
@@ -84,10 +83,7 @@ def create_charge(
 
 def get_charge(store: Store, charge_id: str, param: str | None = "id") -> StripeObject:
     """A charge, or Stripe's 404 naming the param it came from."""
-    charge = store.find("charge", charge_id)
-    if charge is None:
-        raise no_such("charge", charge_id, param)
-    return charge
+    return store.get("charge", charge_id, param=param)
 
 
 def _outcome(decline: Decline | None) -> StripeObject:

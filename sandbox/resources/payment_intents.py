@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from sandbox.errors import StripeError, invalid_request, no_such
+from sandbox.errors import StripeError, invalid_request
 from sandbox.registry import Call, StripeObject, handles
 from sandbox.resources.browser import browser_action
 from sandbox.resources.charges import create_charge
@@ -158,10 +158,7 @@ def cancel_intent(store: Store, intent: StripeObject, *, reason: str | None = No
 
 def get_intent(store: Store, intent_id: str, param: str | None = "intent") -> StripeObject:
     """A PaymentIntent, or Stripe's 404."""
-    intent = store.find("payment_intent", intent_id)
-    if intent is None:
-        raise no_such("payment_intent", intent_id, param)
-    return intent
+    return store.get("payment_intent", intent_id, param=param, kind="payment_intent")
 
 
 # --- API handlers ----------------------------------------------------------------------

@@ -6,7 +6,7 @@ On success the card is attached to the intent's customer, if it has one.
 import copy
 from typing import Any
 
-from sandbox.errors import StripeError, invalid_request, no_such
+from sandbox.errors import StripeError, invalid_request
 from sandbox.registry import Call, StripeObject, handles
 from sandbox.resources.browser import browser_action
 from sandbox.resources.common import (
@@ -58,10 +58,7 @@ SUPPORTED_UPDATE = frozenset({"customer", "description", "metadata", "payment_me
 
 def get_setup_intent(store: Store, intent_id: str, param: str | None = "intent") -> StripeObject:
     """A SetupIntent, or Stripe's 404."""
-    intent = store.find("setup_intent", intent_id)
-    if intent is None:
-        raise no_such("setupintent", intent_id, param)
-    return intent
+    return store.get("setup_intent", intent_id, param=param, kind="setupintent")
 
 
 @handles("POST", "/v1/setup_intents")
