@@ -52,8 +52,7 @@ def create_app(
             if start_sandbox:
                 sandbox = await _start_sandbox(settings)
                 stack.push_async_callback(sandbox.stop)
-                app.state.stripe_api_base = sandbox.url
-            app.state.stripe = StripeApi(settings, app.state.stripe_api_base)
+                app.state.stripe = StripeApi(settings, sandbox.url)
             if sync_catalog:
                 await _sync_catalog(app.state.database, app.state.stripe)
             if start_worker:
@@ -65,7 +64,6 @@ def create_app(
 
     app = FastAPI(title="billing-gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.database = database
-    app.state.stripe_api_base = settings.stripe_api_base
     app.state.stripe = StripeApi(settings, settings.stripe_api_base)
     app.state.head_revision = head_revision()
 
