@@ -1,0 +1,40 @@
+"""Publishing billing updates: a `pg_notify` in the transaction that made the change.
+
+PostgreSQL delivers a notification only when its transaction commits (and drops it on
+rollback), so subscribers never hear of a change that did not happen, on this instance
+or any other. The payload carries ids only; subscribers load fresh rows themselves."""
+
+import json
+from enum import StrEnum
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+CHANNEL = "billing_updates"
+
+
+class UpdateKind(StrEnum):
+    """What changed; the names of the contract's BillingUpdateKind, plus webhook events."""
+
+    SUBSCRIPTION_UPDATED = "SUBSCRIPTION_UPDATED"
+    INVOICE_UPDATED = "INVOICE_UPDATED"
+    PAYMENT_UPDATED = "PAYMENT_UPDATED"
+    PAYMENT_METHOD_UPDATED = "PAYMENT_METHOD_UPDATED"
+    CREDITS_UPDATED = "CREDITS_UPDATED"
+    ACCESS_UPDATED = "ACCESS_UPDATED"
+    # Admin only: an inbox event was received or settled (row id of webhook_events).
+    WEBHOOK_EVENT = "WEBHOOK_EVENT"
+
+
+async def publish(
+    session: AsyncSession, kind: UpdateKind, *, account_id: int | None, row_id: int | None
+) -> None:
+    """Announce, once `session`'s transaction commits, that `row_id` of `kind` changed.
+
+    `account_id` is the owner (None for admin-only updates); `row_id` is our primary key
+    of the changed row (the subscription, invoice, transaction, payment method, credit
+    entry or webhook event), None when the whole account should resync."""
+    payload = json.dumps({"kind": kind.value, "account": account_id, "row": row_id})
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
+    )
