@@ -1,7 +1,10 @@
 """The engine and session factory, on the configured server or the embedded one."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import asyncpg
 from sqlalchemy import URL, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -20,7 +23,9 @@ DUPLICATE_DATABASE = "42P04"
 class Database:
     """One engine and its session factory for the life of a process."""
 
-    def __init__(self, url: URL | str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: URL | str, *, pool_size: int = 20) -> None:
+        # Connections past pool_size are opened and closed per use: under a burst that
+        # churn costs more than the statements, so the steady pool is sized for bursts.
         self.url = asyncpg_url(url)
         self.engine: AsyncEngine = create_async_engine(
             self.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
@@ -32,6 +37,15 @@ class Database:
 
     def session(self) -> AsyncSession:
         return self.sessions()
+
+    @asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled asyncpg connection outside any transaction (each statement commits).
+
+        For the one hot path that must not pay for sessions: webhook ingest."""
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            yield raw.driver_connection
 
 
 def asyncpg_url(url: URL | str) -> URL:

@@ -154,7 +154,7 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
         try:
             async with database.session() as session:
                 if args.events:
-                    count = await sync.ingest_missing_events(session=session, stripe=stripe)
+                    count = await sync.ingest_missing_events(database=database, stripe=stripe)
                     message = f"stored {count} missing events in the inbox"
                 elif args.what == "plans":
                     count = await catalog.sync_plans(session=session, stripe=stripe)

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = 10.0
     webhook_retry_max_seconds: float = 3600.0
     webhook_poll_seconds: float = 2.0
+    webhook_worker_concurrency: int = 4
     # `serve` runs a worker in the process unless workers run as `billing-gateway worker`.
     webhook_worker_in_process: bool = True
 
@@ -83,9 +84,17 @@ class Settings(BaseSettings):
     def _check(self) -> "Settings":
         if self.jwt_secret is not None and self.jwt_public_key:
             raise ConfigurationError("set JWT_SECRET or JWT_PUBLIC_KEY, not both")
-        if self.webhook_tolerance_seconds < 1 or self.webhook_max_attempts < 1:
+        if (
+            min(
+                self.webhook_tolerance_seconds,
+                self.webhook_max_attempts,
+                self.webhook_worker_concurrency,
+            )
+            < 1
+        ):
             raise ConfigurationError(
-                "WEBHOOK_TOLERANCE_SECONDS and WEBHOOK_MAX_ATTEMPTS must be at least 1"
+                "WEBHOOK_TOLERANCE_SECONDS, WEBHOOK_MAX_ATTEMPTS and WEBHOOK_WORKER_CONCURRENCY"
+                " must be at least 1"
             )
         if self.webhook_poll_seconds <= 0 or self.webhook_retry_base_seconds < 0:
             raise ConfigurationError(

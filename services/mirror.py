@@ -6,6 +6,7 @@ object was seen as it is: a row changes only when what arrives is at least as ne
 what it holds, so an old event never overwrites newer state."""
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, delete, func, or_, select
@@ -37,6 +38,12 @@ def stripe_id(value: Any) -> str | None:
     return value
 
 
+@cache
+def _excluded(table: Table) -> Any:
+    """The `excluded` row of an upsert into `table`: built once, it costs a column copy."""
+    return insert(table).excluded
+
+
 async def _upsert(
     session: AsyncSession,
     model: type[models.Base],
@@ -62,13 +69,14 @@ async def _upsert_applied(
     table: Table = model.__table__  # type: ignore[assignment]
     values = values | {"last_event_at": observed_at, "last_event_id": event_id}
     inserting = insert(table).values(values)
-    changes: dict[str, Any] = {name: inserting.excluded[name] for name in values if name != key}
+    excluded = _excluded(table)
+    changes: dict[str, Any] = {name: excluded[name] for name in values if name != key}
     changes["updated_at"] = func.now()
     current = table.c.last_event_at
     upsert = inserting.on_conflict_do_update(
         index_elements=[table.c[key]],
         set_=changes,
-        where=or_(current.is_(None), current <= inserting.excluded.last_event_at),
+        where=or_(current.is_(None), current <= excluded.last_event_at),
     ).returning(table.c.id)
     row_id = await session.scalar(upsert)
     if row_id is not None:

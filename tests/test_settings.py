@@ -72,3 +72,12 @@ def test_a_secret_and_a_public_key_together_are_ambiguous(environment):
     environment({"JWT_SECRET": "x" * 40, "JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----"})
     with pytest.raises(ConfigurationError, match="JWT_SECRET or JWT_PUBLIC_KEY"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    "variable", ["WEBHOOK_TOLERANCE_SECONDS", "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_WORKER_CONCURRENCY"]
+)
+def test_webhook_counts_below_one_are_refused(environment, variable):
+    environment({variable: "0"})
+    with pytest.raises(ConfigurationError, match=variable):
+        Settings()

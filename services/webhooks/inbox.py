@@ -1,5 +1,7 @@
 """The webhook inbox: verified events stored once, claimed by workers, retried, replayed."""
 
+import asyncio
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -7,17 +9,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.database import Database
 from db.models import StripeEvent, WebhookEventStatus
 from services.errors import NotFound
 from services.pagination import Page, paginate
 from services.stripe.client import StripeApi
 from services.webhooks import dispatch
 
+log = logging.getLogger("billing_gateway.webhooks.inbox")
+
 CHANNEL = "stripe_events"
 MAX_ERROR_CHARS = 2000
+# Events stored within this long share one NOTIFY; workers see them this much later.
+COALESCE_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -39,111 +45,124 @@ async def notify_workers(session: AsyncSession) -> None:
     await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
 
-async def store_event(*, session: AsyncSession, event: dict[str, Any]) -> bool:
-    """Insert a verified event once; True when it is new (False: a duplicate delivery)."""
+STORE_EVENT = """
+INSERT INTO stripe_events
+    (stripe_event_id, type, api_version, livemode, stripe_created_at, object_id, payload)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+ON CONFLICT (stripe_event_id) DO NOTHING
+RETURNING id
+"""
+
+
+async def store_event(*, database: Database, event: dict[str, Any], payload: str) -> bool:
+    """Insert a verified event once, committed; True when it is new (False: a duplicate).
+
+    `payload` is the event's JSON text as received, stored as is (no re-encoding). The
+    caller wakes the workers (WorkerWakeUps) once the new event is stored."""
     obj = event["data"]["object"]
-    values = {
-        "stripe_event_id": event["id"],
-        "type": event["type"],
-        "api_version": event.get("api_version"),
-        "livemode": bool(event.get("livemode", False)),
-        "stripe_created_at": datetime.fromtimestamp(event["created"], UTC),
-        "object_id": obj.get("id") if isinstance(obj.get("id"), str) else None,
-        "payload": event,
-    }
-    statement = (
-        insert(StripeEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[StripeEvent.stripe_event_id])
-        .returning(StripeEvent.id)
-    )
-    async with session.begin():
-        new_id = await session.scalar(statement)
-        if new_id is not None:
-            await notify_workers(session)
+    async with database.driver_connection() as connection:
+        new_id = await connection.fetchval(
+            STORE_EVENT,
+            event["id"],
+            event["type"],
+            event.get("api_version"),
+            bool(event.get("livemode", False)),
+            datetime.fromtimestamp(event["created"], UTC),
+            obj.get("id") if isinstance(obj.get("id"), str) else None,
+            payload,
+        )
     return new_id is not None
 
 
-def _due_event_query() -> Any:
-    return (
-        select(StripeEvent)
-        .where(
-            StripeEvent.status == WebhookEventStatus.PENDING,
-            StripeEvent.next_attempt_at <= func.now(),
-        )
-        .order_by(StripeEvent.stripe_created_at, StripeEvent.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
+class WorkerWakeUps:
+    """Wakes listening workers after events are stored, with one NOTIFY for many events.
+
+    A NOTIFY serialises the commits of every transaction that sends one, so one per event
+    would cap ingest at a fraction of what the database takes. One is in flight at a time;
+    events stored meanwhile are covered by one more after it. A lost wake-up only delays
+    an event to the workers' next poll."""
+
+    def __init__(self) -> None:
+        self._sending: asyncio.Task[None] | None = None
+        self._again = False
+
+    def event_stored(self, database: Database) -> None:
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._notify(database), name="wake-workers")
+        else:
+            self._again = True
+
+    async def _notify(self, database: Database) -> None:
+        while True:
+            await asyncio.sleep(COALESCE_SECONDS)
+            self._again = False
+            try:
+                async with database.driver_connection() as connection:
+                    await connection.execute(f"NOTIFY {CHANNEL}")
+            except Exception:  # the workers' poll finds the events
+                log.warning("could not wake the webhook workers", exc_info=True)
+            if not self._again:
+                return
+
+
+# The oldest due event no other worker holds; the claim lasts until the transaction ends.
+DUE_EVENT = (
+    select(StripeEvent)
+    .where(
+        StripeEvent.status == WebhookEventStatus.PENDING,
+        StripeEvent.next_attempt_at <= func.now(),
     )
+    .order_by(StripeEvent.stripe_created_at, StripeEvent.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
 
 
 async def process_next_event(
     *, sessions: async_sessionmaker[AsyncSession], stripe: StripeApi, policy: RetryPolicy
 ) -> bool:
-    """Claim one due event and apply it in one transaction; False when none is due."""
-    claimed: tuple[int, int] | None = None
-    async with sessions() as session:
+    """Claim one due event and apply it; False when none is due.
+
+    One transaction holds the claim throughout: the handler runs in a savepoint, so a
+    failing handler's work is undone while its failure is recorded under the same lock,
+    and no other worker can take the event before its backoff is set."""
+    async with sessions() as session, session.begin():
+        row = await session.scalar(DUE_EVENT)
+        if row is None:
+            return False
+        event_id, attempts, payload = row.id, row.attempts, row.payload
         try:
-            async with session.begin():
-                row = await session.scalar(_due_event_query())
-                if row is None:
-                    return False
-                claimed = (row.id, row.attempts)
-                await _apply(session=session, stripe=stripe, row=row)
+            async with session.begin_nested():
+                applied = await dispatch.apply_event(session=session, stripe=stripe, event=payload)
         except Exception as error:
-            if claimed is None:  # the database failed, not a handler: the worker backs off
-                raise
-            # The rollback undid the handler's work; the failure is recorded on its own.
-            event_id, seen_attempts = claimed
-            await record_failure(
-                session=session,
-                event_id=event_id,
-                seen_attempts=seen_attempts,
-                error=error,
-                policy=policy,
-            )
+            await session.execute(_failed(event_id, attempts + 1, error, policy))
+        else:
+            await session.execute(_settled(event_id, applied))
     return True
 
 
-async def _apply(*, session: AsyncSession, stripe: StripeApi, row: StripeEvent) -> None:
-    """Run the event's handler and mark it in the same transaction."""
-    applied = await dispatch.apply_event(session=session, stripe=stripe, event=row.payload)
-    row.status = WebhookEventStatus.PROCESSED if applied else WebhookEventStatus.SKIPPED
-    row.processed_at = datetime.now(UTC)
-    row.last_error = None
-
-
-async def record_failure(
-    *,
-    session: AsyncSession,
-    event_id: int,
-    seen_attempts: int,
-    error: BaseException,
-    policy: RetryPolicy,
-) -> None:
-    """Count a failed attempt, schedule the next one, or park the event as failed."""
-    attempts = seen_attempts + 1
-    parked = attempts >= policy.max_attempts
-    status = WebhookEventStatus.FAILED if parked else WebhookEventStatus.PENDING
-    message = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
-    # The lock was released by the rollback: guard on the attempts seen, so a worker that
-    # claimed the event meanwhile and settled it is not overwritten.
-    statement = (
+def _settled(event_id: int, applied: bool) -> Any:
+    status = WebhookEventStatus.PROCESSED if applied else WebhookEventStatus.SKIPPED
+    return (
         update(StripeEvent)
-        .where(
-            StripeEvent.id == event_id,
-            StripeEvent.status == WebhookEventStatus.PENDING,
-            StripeEvent.attempts == seen_attempts,
-        )
+        .where(StripeEvent.id == event_id)
+        .values(status=status, processed_at=func.now(), last_error=None)
+    )
+
+
+def _failed(event_id: int, attempts: int, error: Exception, policy: RetryPolicy) -> Any:
+    """Count the failed attempt and schedule the next, or park the event after the last."""
+    parked = attempts >= policy.max_attempts
+    return (
+        update(StripeEvent)
+        .where(StripeEvent.id == event_id)
         .values(
             attempts=attempts,
-            last_error=message,
+            last_error=f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS],
             next_attempt_at=func.now() + policy.delay(attempts),
-            status=status,
+            status=WebhookEventStatus.FAILED if parked else WebhookEventStatus.PENDING,
         )
     )
-    async with session.begin():
-        await session.execute(statement)
 
 
 async def get_event(*, session: AsyncSession, event_id: int | str) -> StripeEvent:

@@ -4,6 +4,7 @@ refers to something the mirror lacks, a whole account's resync, and the inbox's 
 Everything here reads Stripe (never writes) and upserts with `observed_at` taken *before*
 the read, so a re-read is never stamped newer than the state it saw."""
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -221,19 +222,21 @@ async def resync_accounts(
 
 
 async def ingest_missing_events(
-    *, session: AsyncSession, stripe: StripeApi, since: datetime | None = None
+    *, database: Database, stripe: StripeApi, since: datetime | None = None
 ) -> int:
     """Store in the inbox every Stripe event created since the newest one stored (or `since`)
     that is not there yet, oldest first; the number added. Duplicates are ignored.
 
-    Lists from the newest stored event's second itself: others of that second may be missing.
-    Call it outside a transaction (each insert commits its own)."""
+    Lists from the newest stored event's second itself: others of that second may be missing."""
     if since is None:
-        async with session.begin():
+        async with database.session() as session:
             since = await session.scalar(select(func.max(StripeEvent.stripe_created_at)))
     created_gte = int(since.timestamp()) if since is not None else None
     events = await stripe.list_events(created_gte=created_gte)
     added = 0
     for event in reversed(events):  # Stripe lists newest first
-        added += await inbox.store_event(session=session, event=event)
+        added += await inbox.store_event(database=database, event=event, payload=json.dumps(event))
+    if added:
+        async with database.session() as session, session.begin():
+            await inbox.notify_workers(session)
     return added

@@ -17,7 +17,10 @@ log = logging.getLogger("billing_gateway.webhooks.worker")
 
 
 class WebhookWorker:
-    """One loop claiming events; run several (in one or many processes) to go faster."""
+    """Claims and applies events, `concurrency` at a time; run several in many processes.
+
+    Handlers mostly wait on the database and on Stripe, so one process applies several
+    events at once; the per-object advisory lock keeps each object's events in order."""
 
     def __init__(
         self,
@@ -26,9 +29,11 @@ class WebhookWorker:
         stripe: StripeApi,
         policy: RetryPolicy,
         poll_seconds: float = 2.0,
+        concurrency: int = 4,
         listen: bool = True,
     ) -> None:
         self.database = database
+        self.concurrency = concurrency
         self.stripe = stripe
         self.policy = policy
         self.poll_seconds = poll_seconds
@@ -65,6 +70,11 @@ class WebhookWorker:
 
     async def drain(self) -> int:
         """Apply every due event; the number claimed."""
+        async with asyncio.TaskGroup() as claimers:  # one failing cancels the others
+            tasks = [claimers.create_task(self._drain_one()) for _ in range(self.concurrency)]
+        return sum(task.result() for task in tasks)
+
+    async def _drain_one(self) -> int:
         count = 0
         while await inbox.process_next_event(
             sessions=self.database.sessions, stripe=self.stripe, policy=self.policy
@@ -114,5 +124,9 @@ def worker_for(*, database: Database, stripe: StripeApi, settings: Settings) -> 
         max_seconds=settings.webhook_retry_max_seconds,
     )
     return WebhookWorker(
-        database=database, stripe=stripe, policy=policy, poll_seconds=settings.webhook_poll_seconds
+        database=database,
+        stripe=stripe,
+        policy=policy,
+        poll_seconds=settings.webhook_poll_seconds,
+        concurrency=settings.webhook_worker_concurrency,
     )

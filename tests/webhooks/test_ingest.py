@@ -46,6 +46,12 @@ async def test_a_signed_event_is_stored_pending_and_acknowledged(client, db):
     assert row.payload == event
 
 
+async def test_only_post_is_allowed_on_the_webhook_route(client, db):
+    response = await client.get("/webhooks/stripe")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert await stored_events(db) == []
+
+
 async def test_a_wrong_secret_is_refused_and_nothing_stored(client, db):
     response = await post_event(client, make_event(), secret="whsec_someone_else")
     assert response.status_code == 400

@@ -1,6 +1,8 @@
 """Recovery without webhooks: resync an account from Stripe, and fetch the events the inbox
 missed."""
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
@@ -46,13 +48,11 @@ async def test_ingest_missing_events_adds_only_what_the_inbox_lacks(db, billing,
     everything = await billing.stripe.v1.events.list_async({"limit": 100})
     assert not everything.has_more
     delivered = recorded.events[:5]
-    async with db.session() as session:
-        for event in delivered:
-            await inbox.store_event(session=session, event=event)
+    for event in delivered:
+        await inbox.store_event(database=db, event=event, payload=json.dumps(event))
 
-    async with db.session() as session:
-        added = await sync.ingest_missing_events(session=session, stripe=api, since=None)
-        again = await sync.ingest_missing_events(session=session, stripe=api)
+    added = await sync.ingest_missing_events(database=db, stripe=api, since=None)
+    again = await sync.ingest_missing_events(database=db, stripe=api)
 
     async with db.session() as session:
         stored = await session.scalar(select(func.count()).select_from(StripeEvent))
