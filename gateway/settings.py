@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     # `serve` runs a worker in the process unless workers run as `billing-gateway worker`.
     webhook_worker_in_process: bool = True
 
+    # Credits: what a one-time payment buys per major unit of its currency (1 USD, 1 EUR,
+    # 1 JPY), and how many days a past-due subscription keeps access.
+    credits_per_currency_unit: int = 10
+    billing_grace_days: int = 7
+
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
@@ -90,6 +95,10 @@ class Settings(BaseSettings):
         if self.webhook_poll_seconds <= 0 or self.webhook_retry_base_seconds < 0:
             raise ConfigurationError(
                 "WEBHOOK_POLL_SECONDS must be positive, WEBHOOK_RETRY_BASE_SECONDS not negative"
+            )
+        if self.credits_per_currency_unit < 0 or self.billing_grace_days < 0:
+            raise ConfigurationError(
+                "CREDITS_PER_CURRENCY_UNIT and BILLING_GRACE_DAYS must not be negative"
             )
         if self.billing_env is Environment.PRODUCTION:
             _check_production(self)
