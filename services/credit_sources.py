@@ -136,10 +136,9 @@ async def settle_reversals(
     )
     if grant is None:
         return  # nothing granted yet; the grant settles its reversals when it comes
-    refunds = sorted(
-        (refund for refund in await stripe.list_refunds(intent_id) if refund.status == "succeeded"),
-        key=lambda refund: (refund.created, refund.id),
-    )
+    # Stripe lists newest first; oldest first, each refund takes its share in turn.
+    listed = reversed(await stripe.list_refunds(intent_id))
+    refunds = [refund for refund in listed if refund.status == "succeeded"]
     reversed_total = -await _sum_of(session, wallet_id, [f"refund:{r.id}" for r in refunds])
     refunded = 0
     for refund in refunds:
