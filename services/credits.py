@@ -51,6 +51,7 @@ class SpendOutcome:
 @dataclass(frozen=True)
 class Mismatch:
     account_id: int
+    user_id: str
     balance: int
     ledger_sum: int
 
@@ -255,10 +256,11 @@ async def find_mismatches(*, session: AsyncSession) -> list[Mismatch]:
     """Every wallet whose balance differs from the sum of its entries."""
     ledger_sum = func.coalesce(func.sum(CreditEntry.amount), 0)
     rows = await session.execute(
-        select(CreditAccount.account_id, CreditAccount.balance, ledger_sum)
+        select(CreditAccount.account_id, Account.user_id, CreditAccount.balance, ledger_sum)
+        .join(Account, Account.id == CreditAccount.account_id)
         .outerjoin(CreditEntry, CreditEntry.credit_account_id == CreditAccount.id)
-        .group_by(CreditAccount.id)
+        .group_by(CreditAccount.id, Account.user_id)
         .having(CreditAccount.balance != ledger_sum)
         .order_by(CreditAccount.account_id)
     )
-    return [Mismatch(account_id, balance, int(total)) for account_id, balance, total in rows]
+    return [Mismatch(row[0], row[1], row[2], int(row[3])) for row in rows]
