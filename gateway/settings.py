@@ -96,10 +96,12 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "WEBHOOK_POLL_SECONDS must be positive, WEBHOOK_RETRY_BASE_SECONDS not negative"
             )
-        if self.credits_per_currency_unit < 0 or self.billing_grace_days < 0:
-            raise ConfigurationError(
-                "CREDITS_PER_CURRENCY_UNIT and BILLING_GRACE_DAYS must not be negative"
-            )
+        for name, value in (
+            ("CREDITS_PER_CURRENCY_UNIT", self.credits_per_currency_unit),
+            ("BILLING_GRACE_DAYS", self.billing_grace_days),
+        ):
+            if value < 0:
+                raise ConfigurationError(f"{name} must not be negative")
         if self.billing_env is Environment.PRODUCTION:
             _check_production(self)
         return self

@@ -1,13 +1,14 @@
 """The ledger under load and replay, against the real database: spends race for real."""
 
 import asyncio
+import json
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from db.models import AuditLogEntry, CreditEntryKind
-from services import credits
+from services import credits, live, payments
 from services.audit import Actor
 from services.errors import DomainError, ErrorCode
 from tests.credits.support import grant, new_account, wallet
@@ -166,3 +167,41 @@ async def test_entries_cannot_be_changed_or_deleted(db):
                 await session.execute(text(statement))
 
     assert (await wallet(db, account.id)).ledger_sum == 10
+
+
+async def test_each_entry_is_announced_when_it_commits_and_a_refused_spend_is_not(db):
+    account = await new_account(db)
+    heard: asyncio.Queue[dict] = asyncio.Queue()
+    async with db.engine.connect() as listener:
+        driver = (await listener.get_raw_connection()).driver_connection
+        assert driver is not None
+
+        def on_notify(*args: object) -> None:
+            heard.put_nowait(json.loads(str(args[-1])))
+
+        await driver.add_listener(live.CHANNEL, on_notify)
+        try:
+            await grant(db, account.id, 10, "in_1")
+            with pytest.raises(DomainError):
+                await spend(db, account.id, 11, "refused")
+            spent = await spend(db, account.id, 4, "accepted")
+            first = await asyncio.wait_for(heard.get(), timeout=10)
+            second = await asyncio.wait_for(heard.get(), timeout=10)
+        finally:
+            await driver.remove_listener(live.CHANNEL, on_notify)
+
+    entries = (await wallet(db, account.id)).entries
+    assert [first, second] == [
+        {"kind": "CREDITS_UPDATED", "account": account.id, "row": entries[0].id},
+        {"kind": "CREDITS_UPDATED", "account": account.id, "row": spent.entry.id},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "rate", "expected"),
+    [(1250, "usd", 10, 125), (1299, "eur", 10, 129), (1000, "jpy", 10, 10000), (500, "usd", 0, 0)],
+)
+def test_a_one_time_payment_buys_the_rate_per_currency_unit_rounded_down(
+    amount, currency, rate, expected
+):
+    assert payments.credits_bought(amount, currency, rate) == expected
