@@ -11,7 +11,7 @@ grant they reverse arrives later, under the wallet lock, so neither side misses 
 from datetime import datetime
 
 import stripe as stripe_sdk
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
@@ -28,10 +28,6 @@ from services import credits, mirror
 from services.credits import Posting
 from services.stripe.client import StripeApi
 from services.webhooks import sync
-
-# PaymentIntent metadata of a one-time payment: how many credits it buys (createPayment sets
-# it from CREDITS_PER_CURRENCY_UNIT when the payment is made).
-CREDITS_METADATA = "credits"
 
 
 async def grant_for_invoice(
@@ -70,7 +66,8 @@ async def grant_for_invoice(
     if total <= 0:
         return
     reason = f"{', '.join(names)}: invoice {invoice.number or invoice_id} paid"
-    await _grant(session, stripe, account_id, invoice_id, total, reason, actor)
+    paid_by = PaymentTransaction.invoice_stripe_id == invoice_id
+    await _grant(session, stripe, account_id, invoice_id, total, reason, actor, paid_by)
 
 
 async def grant_for_payment(
@@ -80,11 +77,12 @@ async def grant_for_payment(
     row = await _payment(session, intent_id)
     if row is None or row.status is not PaymentStatus.SUCCEEDED or row.invoice_stripe_id:
         return
-    bought = str((row.metadata_ or {}).get(CREDITS_METADATA, ""))
+    bought = str((row.metadata_ or {}).get(credits.CREDITS_METADATA, ""))
     if not bought.isdigit() or int(bought) <= 0:
         return
     reason = f"Top-up: payment {intent_id}"
-    await _grant(session, stripe, account_id, intent_id, int(bought), reason, actor)
+    paid_by = PaymentTransaction.stripe_payment_intent_id == intent_id
+    await _grant(session, stripe, account_id, intent_id, int(bought), reason, actor, paid_by)
 
 
 async def _grant(
@@ -95,7 +93,10 @@ async def _grant(
     amount: int,
     reason: str,
     actor: str,
+    paid_by: ColumnElement[bool],
 ) -> None:
+    """Grant once per source; a new grant settles the reversals of the payments (`paid_by`)
+    whose refunds or disputes were applied before it existed."""
     posting = Posting(
         kind=CreditEntryKind.GRANT,
         amount=amount,
@@ -107,10 +108,6 @@ async def _grant(
     posted = await credits.post(session, account_id=account_id, posting=posting)
     if not posted.created:
         return
-    # Refunds or disputes may have been applied before this grant existed: settle them now.
-    paid_by = PaymentTransaction.invoice_stripe_id == source
-    if source.startswith("pi_"):
-        paid_by = PaymentTransaction.stripe_payment_intent_id == source
     intents = await session.scalars(
         select(PaymentTransaction.stripe_payment_intent_id).where(paid_by)
     )
@@ -136,7 +133,8 @@ async def settle_reversals(
     )
     if grant is None:
         return  # nothing granted yet; the grant settles its reversals when it comes
-    # Stripe lists newest first; oldest first, each refund takes its share in turn.
+    # Stripe lists newest first; oldest first, each refund takes its share in turn. A pending
+    # refund counts once it succeeds (refund.updated settles again).
     listed = reversed(await stripe.list_refunds(intent_id))
     refunds = [refund for refund in listed if refund.status == "succeeded"]
     reversed_total = -await _sum_of(session, wallet_id, [f"refund:{r.id}" for r in refunds])

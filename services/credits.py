@@ -21,6 +21,9 @@ from services.live import UpdateKind
 from services.pagination import Page, paginate
 
 MAX_REASON_LENGTH = 500
+# PaymentIntent metadata of a one-time payment: how many credits it buys. createPayment sets
+# it from CREDITS_PER_CURRENCY_UNIT; the payment's webhook grants it.
+CREDITS_METADATA = "credits"
 
 
 @dataclass(frozen=True)

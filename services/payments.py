@@ -20,7 +20,7 @@ from services import (
     subscriptions,
 )
 from services.audit import Actor
-from services.credit_sources import CREDITS_METADATA
+from services.credits import CREDITS_METADATA
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound, about_field
 from services.pagination import Page, paginate
 from services.stripe.client import StripeApi

@@ -242,11 +242,7 @@ async def test_a_one_time_payment_grants_its_rate_and_a_full_refund_reverses_it(
     remote = await api.retrieve_payment(intent)
     customer_id = str(remote.customer)
     # Only the webhook grants: the mutation's write-through does not.
-    async with db.session() as session:
-        account_id = await session.scalar(
-            select(Account.id).where(Account.stripe_customer_id == customer_id)
-        )
-    assert account_id is not None
+    account_id = await account_of(db, customer_id)
     assert await ledger(db, account_id) == []
 
     await apply_all(db, api, await events_of(billing, customer_id))
@@ -257,3 +253,61 @@ async def test_a_one_time_payment_grants_its_rate_and_a_full_refund_reverses_it(
         ("grant", 125, f"grant:{intent}"),
         ("reversal", -125, f"refund:{refunded}"),
     ]
+
+
+def of_type(events: list[dict[str, Any]], *types: str) -> list[dict[str, Any]]:
+    return [event for event in events if event["type"] in types]
+
+
+async def test_a_refund_seen_only_through_refund_updated_is_still_reversed(db, billing, api):
+    customer = await lifecycles.new_customer(db, billing, "refund-updated")
+    created = await subscribe(api, billing, customer)
+    refunded = await refund(api, lifecycles.first_intent(created), 900)
+    await billing.stripe.v1.refunds.update_async(refunded, {"metadata": {"note": "x"}})
+    events = await events_of(billing, customer.stripe_id)
+
+    await apply_all(db, api, [e for e in events if e["type"] != "charge.refunded"])
+
+    assert [(k, a) for k, a, _ in await ledger(db, customer.account_id)] == [
+        ("grant", 100),
+        ("reversal", -100),
+    ]
+
+
+async def test_a_dispute_of_a_payment_not_mirrored_yet_is_settled_when_the_grant_comes(
+    db, billing, api, client, token_for
+):
+    result = await graphql(
+        client,
+        CREATE_PAYMENT,
+        {"input": {"amount": "500", "currency": "USD", "idempotencyKey": "top-up-2"}},
+        token=token_for("disputer"),
+    )
+    assert result["data"]["createPayment"]["userErrors"] == []
+    intent = result["data"]["createPayment"]["transaction"]["stripePaymentIntentId"]
+    await billing.stripe.v1.payment_intents.confirm_async(
+        intent, {"payment_method": "pm_card_visa"}
+    )
+    disputed = await dispute(billing, api, intent, None)
+    customer_id = str((await api.retrieve_payment(intent)).customer)
+    events = await events_of(billing, customer_id)
+    await lifecycles.clear_mirror(db)  # as if no event of the payment had come yet
+
+    await apply_all(db, api, of_type(events, "charge.dispute.created"))
+    before_grant = await wallet(db, await account_of(db, customer_id))
+    await apply_all(db, api, of_type(events, "payment_intent.succeeded"))
+
+    assert before_grant.entries == []
+    assert await ledger(db, await account_of(db, customer_id)) == [
+        ("grant", 50, f"grant:{intent}"),
+        ("reversal", -50, f"dispute:{disputed}"),
+    ]
+
+
+async def account_of(db, customer_id: str) -> int:
+    async with db.session() as session:
+        account_id = await session.scalar(
+            select(Account.id).where(Account.stripe_customer_id == customer_id)
+        )
+    assert account_id is not None
+    return account_id

@@ -85,6 +85,37 @@ async def charge_changed(session: AsyncSession, stripe: StripeApi, event: Stripe
         )
 
 
+@dispatch.handles("refund.updated")
+async def refund_changed(session: AsyncSession, stripe: StripeApi, event: StripeDict) -> None:
+    """A refund that succeeds later (or fails) changes what its payment's credits reverse."""
+    intent_id = mirror.stripe_id(obj(event).get("payment_intent"))
+    if intent_id is not None:
+        await settle_payment_credits(session, stripe, intent_id, event)
+
+
+async def settle_payment_credits(
+    session: AsyncSession, stripe: StripeApi, intent_id: str, event: StripeDict
+) -> None:
+    """Settle a payment's credit reversals, for events (refunds, disputes) that name the
+    payment but not its customer: the account is the mirrored payment's, or Stripe's."""
+    # The payment's lock: its refunds and disputes settle one at a time.
+    await lock(session, intent_id)
+    row = await _transaction(session, intent_id, None)
+    account_id = row.account_id if row is not None else None
+    if account_id is None:
+        intent = (await stripe.retrieve_payment(intent_id)).to_dict()
+        account = await mirror.account_for_customer(session, mirror.stripe_id(intent["customer"]))
+        if account is None:
+            return
+        account_id = account.id
+        await mirror.upsert_transaction(
+            session, intent, account_id, observed_at=sync.fresh_time(event)
+        )
+    await credit_sources.settle_reversals(
+        session, stripe, account_id=account_id, intent_id=intent_id, actor=event_actor(event)
+    )
+
+
 async def _transaction(
     session: AsyncSession, intent_id: str | None, charge_id: str | None
 ) -> PaymentTransaction | None:
