@@ -1,10 +1,11 @@
 """The credits wallet: an append-only ledger whose balance moves only with its entry.
 
 Every change goes through `post`, inside the caller's transaction: lock the wallet row,
-look up the entry's idempotency key, move the balance (a spend with the guard
-`balance >= :n`), append the entry with the balance after it, and announce it. The
-wallet lock makes writers of one wallet take turns, so a key is looked up only after the
-writer before it committed: no key is ever applied twice, and balance = sum(entries)."""
+move the balance unless the entry's idempotency key is already in the ledger (a spend
+with the guard `balance >= :n`), append the entry with the balance after it, and announce
+it. The wallet lock makes writers of one wallet take turns, so a key is looked for only
+after the writer before it committed: no key is ever applied twice, and balance =
+sum(entries)."""
 
 from dataclasses import dataclass
 
@@ -61,14 +62,17 @@ class Mismatch:
 
 async def lock_wallet(session: AsyncSession, account_id: int) -> int:
     """The account's wallet id, created on first use and locked until the transaction ends."""
-    await session.execute(
-        insert(CreditAccount)
-        .values(account_id=account_id)
-        .on_conflict_do_nothing(index_elements=[CreditAccount.account_id])
-    )
-    wallet_id = await session.scalar(
+    locked = (
         select(CreditAccount.id).where(CreditAccount.account_id == account_id).with_for_update()
     )
+    wallet_id = await session.scalar(locked)
+    if wallet_id is None:
+        await session.execute(
+            insert(CreditAccount)
+            .values(account_id=account_id)
+            .on_conflict_do_nothing(index_elements=[CreditAccount.account_id])
+        )
+        wallet_id = await session.scalar(locked)
     assert wallet_id is not None, "the wallet was just ensured"
     return wallet_id
 
@@ -87,12 +91,18 @@ async def post(session: AsyncSession, *, account_id: int, posting: Posting) -> P
     A spend (negative SPEND) is refused with INSUFFICIENT_CREDITS unless the balance covers
     it; other entries may take the balance below zero (a reversal records debt)."""
     wallet_id = await lock_wallet(session, account_id)
-    existing = await find_entry(session, wallet_id, posting.idempotency_key)
-    if existing is not None:
-        return Posted(existing, created=False)
+    # The wallet is locked: this statement's snapshot has every entry committed before us.
+    already = (
+        select(CreditEntry.id)
+        .where(
+            CreditEntry.credit_account_id == wallet_id,
+            CreditEntry.idempotency_key == posting.idempotency_key,
+        )
+        .exists()
+    )
     moved = (
         update(CreditAccount)
-        .where(CreditAccount.id == wallet_id)
+        .where(CreditAccount.id == wallet_id, ~already)
         .values(balance=CreditAccount.balance + posting.amount, updated_at=func.now())
         .returning(CreditAccount.balance)
     )
@@ -100,6 +110,10 @@ async def post(session: AsyncSession, *, account_id: int, posting: Posting) -> P
         moved = moved.where(CreditAccount.balance >= -posting.amount)
     balance = await session.scalar(moved)
     if balance is None:
+        existing = await find_entry(session, wallet_id, posting.idempotency_key)
+        if existing is not None:
+            return Posted(existing, created=False)
+        assert posting.kind is CreditEntryKind.SPEND, "only spends are guarded"
         raise DomainError(
             ErrorCode.INSUFFICIENT_CREDITS, "The credit balance does not cover this", ["amount"]
         )
