@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     # `serve` runs a worker in the process unless workers run as `billing-gateway worker`.
     webhook_worker_in_process: bool = True
 
+    # Credits: what a one-time payment buys per major unit of its currency (1 USD, 1 EUR,
+    # 1 JPY), and how many days a past-due subscription keeps access.
+    credits_per_currency_unit: int = 10
+    billing_grace_days: int = 7
+
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
@@ -100,6 +105,12 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "WEBHOOK_POLL_SECONDS must be positive, WEBHOOK_RETRY_BASE_SECONDS not negative"
             )
+        for name, value in (
+            ("CREDITS_PER_CURRENCY_UNIT", self.credits_per_currency_unit),
+            ("BILLING_GRACE_DAYS", self.billing_grace_days),
+        ):
+            if value < 0:
+                raise ConfigurationError(f"{name} must not be negative")
         if self.billing_env is Environment.PRODUCTION:
             _check_production(self)
         return self
