@@ -30,6 +30,7 @@ import httpx
 import psutil
 import stripe
 import uvicorn
+import uvloop
 from sqlalchemy import make_url, select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -347,4 +348,4 @@ if __name__ == "__main__":
     if arguments.serve:
         serve(arguments.serve, arguments.port, arguments.database_url)
     else:
-        asyncio.run(main(arguments))
+        uvloop.run(main(arguments))  # as `serve` runs the in-process worker

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from pydantic import ValidationError
 
 from db import migrate as migrations
@@ -48,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate.set_defaults(run=_migrate)
 
     worker = commands.add_parser("worker", help="apply received webhook events (no HTTP)")
-    worker.add_argument("--concurrency", type=int, default=1, help="workers in this process")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        help="events applied at once (default: WEBHOOK_WORKER_CONCURRENCY)",
+    )
     worker.set_defaults(run=_worker)
 
     _add_events_commands(commands)
@@ -112,7 +117,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # the embedded database is stopped on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        asyncio.run(server.serve())
+        uvloop.run(server.serve())  # uvicorn.run would pick uvloop too
     except KeyboardInterrupt:
         pass
     return 0
@@ -221,27 +226,27 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from services.stripe.client import StripeApi
     from services.webhooks.worker import worker_for
 
-    if args.concurrency < 1:
+    if args.concurrency is not None:
+        settings = settings.model_copy(update={"webhook_worker_concurrency": args.concurrency})
+    if settings.webhook_worker_concurrency < 1:
         raise ConfigurationError("--concurrency must be at least 1")
 
     async def run() -> None:
         database = await open_database(settings)
         stripe = StripeApi(settings, settings.stripe_api_base)
-        workers = [
-            worker_for(database=database, stripe=stripe, settings=settings)
-            for _ in range(args.concurrency)
-        ]
         try:
-            await asyncio.gather(*(worker.run() for worker in workers))
+            await worker_for(database=database, stripe=stripe, settings=settings).run()
         finally:
             await database.dispose()
 
     print(
-        f"billing-gateway worker: {args.concurrency} worker(s) applying webhook events", flush=True
+        f"billing-gateway worker: applying webhook events, "
+        f"{settings.webhook_worker_concurrency} at a time",
+        flush=True,
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        asyncio.run(run())
+        uvloop.run(run())
     except KeyboardInterrupt:
         pass
     return 0

@@ -74,7 +74,7 @@ def test_serve_exits_non_zero_when_the_database_cannot_be_reached():
         env={"DATABASE_URL": "postgresql://u:p@127.0.0.1:1/none"},
     )
     assert result.returncode != 0
-    assert "Connect call failed" in result.stderr
+    assert "ConnectionRefusedError" in result.stderr
     assert "Application startup failed" in result.stderr
 
 
@@ -295,3 +295,8 @@ async def test_credits_verify_exits_non_zero_listing_each_wallet_off_its_ledger(
         f"account {tampered.id}\tuser=tampered\tbalance=75\tledger=70"
     ]
     assert "1 wallet(s)" in found.stderr
+
+
+def test_the_worker_command_refuses_a_concurrency_below_one():
+    result = run("worker", "--concurrency", "0", env={"BILLING_ENV": "test"})
+    assert result.returncode != 0 and "--concurrency" in result.stderr

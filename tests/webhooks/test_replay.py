@@ -214,4 +214,4 @@ async def test_the_worker_command_applies_events_in_a_separate_process(client, d
         out, err = await asyncio.wait_for(process.communicate(), timeout=30)
     assert (await stored_event(db, event["id"])).status is WebhookEventStatus.SKIPPED
     assert process.returncode == 0, err
-    assert b"2 worker(s)" in out
+    assert b"2 at a time" in out
