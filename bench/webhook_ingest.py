@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ from sandbox.store import fixture  # noqa: E402
 
 RESEND_SHARE = 0.05
 # The catalog's own events (seeded prices) are not part of the subscription/invoice mix.
-SETUP_EVENTS = ("product.created", "price.created")
+SETUP_EVENTS = ("product.created", "price.created", "plan.created")
 WARMUP_EVENTS = 200
 BARE_INSERT = """
 INSERT INTO stripe_events (stripe_event_id, type, api_version, livemode, stripe_created_at,
@@ -86,12 +88,15 @@ def bare_app(database_url: str) -> Starlette:
     return Starlette(routes=[Route("/webhooks/stripe", receive, methods=["POST"])])
 
 
-def serve(kind: str, port: int, database_url: str) -> None:
+def serve(kind: str, port: int, database_url: str, stripe_api_base: str | None) -> None:
     if kind == "sandbox":
         from sandbox.app import create_sandbox_app
+        from sandbox.delivery import Deliverer
         from sandbox.store import Store
 
-        app = create_sandbox_app(Store(webhook_secret=SANDBOX_WEBHOOK_SECRET))
+        store = Store(webhook_secret=SANDBOX_WEBHOOK_SECRET)
+        # As Stripe does, several deliveries at once (the sandbox's default is one).
+        app = create_sandbox_app(store, deliverer=Deliverer(store, concurrency=16))
     elif kind == "bare":
         url = make_url(database_url).set(drivername="postgresql")
         app = bare_app(
@@ -100,8 +105,10 @@ def serve(kind: str, port: int, database_url: str) -> None:
     else:
         from gateway.app import create_app
 
-        settings = Settings(billing_env="test", database_url=database_url)
-        app = create_app(settings)
+        settings = Settings(
+            billing_env="test", database_url=database_url, stripe_api_base=stripe_api_base
+        )
+        app = create_app(settings, start_worker=kind == "gateway-worker")
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -243,53 +250,136 @@ async def subscribe_customers(database: Database, stripe_api: Any, numbers: rang
         await asyncio.gather(*(subscriber(n) for n in range(start, min(start + 8, numbers.stop))))
 
 
-async def processing_rates(database: Database, args) -> list[tuple[int, int, float, int, Counter]]:
-    """One worker applies real subscription/invoice/payment events from the sandbox (run as
-    Stripe in a process of its own), once per concurrency; (concurrency, events, events/s, mix)."""
+@asynccontextmanager
+async def sandbox_stripe(database: Database) -> AsyncIterator[tuple[Any, str]]:
+    """The sandbox as Stripe, in a process of its own, with the demo catalog mirrored: an
+    SDK client on it and its address."""
     from sandbox.demo import seed_catalog
     from services import catalog
     from services.stripe.client import StripeApi
-    from services.webhooks import inbox
-    from services.webhooks.worker import WebhookWorker
 
-    async with database.engine.begin() as conn:
-        await conn.exec_driver_sql("TRUNCATE stripe_events")
     port = free_port()
-    sandbox = subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, __file__, "--serve", "sandbox", "--port", str(port)]
     )
     try:
         base = f"http://127.0.0.1:{port}"
         await wait_for(port)
-        settings = Settings(billing_env="test", stripe_api_base=base)
-        stripe_api = StripeApi(settings, base)
+        stripe_api = StripeApi(Settings(billing_env="test", stripe_api_base=base), base)
         await seed_catalog(stripe_api)
         async with database.session() as session:
             await catalog.sync_plans(session=session, stripe=stripe_api)
-        results = []
-        for round_number, concurrency in enumerate((1, settings.webhook_worker_concurrency)):
-            since = int(time.time()) - 1
-            first = round_number * args.subscribers
-            await subscribe_customers(database, stripe_api, range(first, first + args.subscribers))
-            events = [e for e in await stripe_api.list_events(created_gte=since)
-                      if e["type"] not in SETUP_EVENTS]  # fmt: skip
-            for event in reversed(events):
-                await inbox.store_event(database=database, event=event, payload=json.dumps(event))
-            worker = WebhookWorker(
-                database=database, stripe=stripe_api, policy=inbox.RetryPolicy(),
-                concurrency=concurrency, listen=False,
-            )  # fmt: skip
-            started = time.perf_counter()
-            count = await worker.drain()
-            rate = count / (time.perf_counter() - started)
-            async with database.engine.connect() as conn:
-                retried = await conn.scalar(text("SELECT sum(attempts) FROM stripe_events"))
-            mix = Counter(e["type"] for e in events)
-            results.append((concurrency, count, rate, retried, mix))
-        return results
+        yield stripe_api, base
     finally:
-        sandbox.terminate()
-        sandbox.wait()
+        process.terminate()
+        process.wait()
+
+
+async def processing_rates(
+    database: Database, stripe_api: Any, args
+) -> list[tuple[int, int, float, int, Counter]]:
+    """One worker applies real subscription/invoice/payment events from the sandbox, once
+    per concurrency; (concurrency, events, events/s, failed attempts, mix)."""
+    from services.webhooks import inbox
+    from services.webhooks.worker import WebhookWorker
+
+    async with database.engine.begin() as conn:
+        await conn.exec_driver_sql("TRUNCATE stripe_events")
+    results = []
+    for round_number, concurrency in enumerate((1, Settings().webhook_worker_concurrency)):
+        since = int(time.time()) - 1
+        first = round_number * args.subscribers
+        await subscribe_customers(database, stripe_api, range(first, first + args.subscribers))
+        events = [e for e in await stripe_api.list_events(created_gte=since)
+                  if e["type"] not in SETUP_EVENTS]  # fmt: skip
+        for event in reversed(events):
+            await inbox.store_event(database=database, event=event, payload=json.dumps(event))
+        worker = WebhookWorker(
+            database=database, stripe=stripe_api, policy=inbox.RetryPolicy(),
+            concurrency=concurrency, listen=False,
+        )  # fmt: skip
+        started = time.perf_counter()
+        count = await worker.drain()
+        rate = count / (time.perf_counter() - started)
+        mix = Counter(e["type"] for e in events)
+        results.append((concurrency, count, rate, await failed_attempts(database), mix))
+    return results
+
+
+async def failed_attempts(database: Database) -> int:
+    async with database.engine.connect() as conn:
+        return await conn.scalar(text("SELECT coalesce(sum(attempts), 0) FROM stripe_events"))
+
+
+async def pending_events(database: Database) -> int:
+    async with database.engine.connect() as conn:
+        return await conn.scalar(
+            text("SELECT count(*) FROM stripe_events WHERE status = 'pending'")
+        )
+
+
+async def sustained_delivery(
+    database: Database, url: str, stripe_api: Any, stripe_base: str, args
+) -> dict:
+    """Customers subscribe for `args.sustain` seconds while the sandbox delivers their events
+    over HTTP to a gateway with its in-process worker; the inbox's pending count is sampled."""
+    async with database.engine.begin() as conn:
+        await conn.exec_driver_sql("TRUNCATE stripe_events")
+    port = free_port()
+    gateway = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "gateway-worker", "--port", str(port),
+         "--database-url", url, "--stripe-api-base", stripe_base]
+    )  # fmt: skip
+    try:
+        await wait_for(port)
+        await stripe_api.v1.webhook_endpoints.create_async(
+            {"url": f"http://127.0.0.1:{port}/webhooks/stripe", "enabled_events": ["*"]}
+        )
+        samples: list[int] = []
+        subscribing = asyncio.create_task(subscribe_for(database, stripe_api, args.sustain))
+        while not subscribing.done():
+            samples.append(await pending_events(database))
+            await asyncio.sleep(0.25)
+        subscribers = await subscribing
+        stopped = time.perf_counter()
+        async with database.engine.connect() as conn:
+            delivered = await conn.scalar(text("SELECT count(*) FROM stripe_events"))
+        while await pending_events(database) or await stored_since(database, 0.5):
+            await asyncio.sleep(0.1)
+        drained = time.perf_counter() - stopped
+        async with database.engine.connect() as conn:
+            stored = await conn.scalar(text("SELECT count(*) FROM stripe_events"))
+    finally:
+        gateway.terminate()
+        gateway.wait()
+    return {
+        "subscribers": subscribers,
+        "events": stored,
+        "rate": stored / (args.sustain + drained),
+        "max_pending": max(samples, default=0),
+        "delivered_while_subscribing": delivered,
+        "drained_seconds": drained,
+        "failed_attempts": await failed_attempts(database),
+    }
+
+
+async def subscribe_for(database: Database, stripe_api: Any, seconds: float) -> int:
+    """Subscribe new customers, 8 at a time, for `seconds`; how many subscribed."""
+    first, deadline = 10**6, time.perf_counter() + seconds
+    count = 0
+    while time.perf_counter() < deadline:
+        await subscribe_customers(database, stripe_api, range(first + count, first + count + 8))
+        count += 8
+    return count
+
+
+async def stored_since(database: Database, seconds: float) -> bool:
+    """Whether an event arrived in the last `seconds` (the sandbox may still be delivering)."""
+    async with database.engine.connect() as conn:
+        return await conn.scalar(
+            text("SELECT exists(SELECT 1 FROM stripe_events WHERE received_at > now() - "
+                 "make_interval(secs => :seconds))"), {"seconds": seconds}
+        )  # fmt: skip
 
 
 def median(runs: list[dict[str, float]], key: str) -> float:
@@ -312,7 +402,9 @@ async def main(args) -> None:
         for _ in range(args.rounds):
             for kind in runs:
                 runs[kind].append(await measure(kind, url_text, database, args))
-        processing = await processing_rates(database, args)
+        async with sandbox_stripe(database) as (stripe_api, stripe_base):
+            processing = await processing_rates(database, stripe_api, args)
+            sustained = await sustained_delivery(database, url_text, stripe_api, stripe_base, args)
     finally:
         await database.dispose()
     print(f"{args.events} events (+{int(args.events * RESEND_SHARE)} re-sends) cycled for "
@@ -335,6 +427,12 @@ async def main(args) -> None:
               f"at {rate:.0f} events/s ({retried} failed attempts so far)")  # fmt: skip
     mix = processing[-1][4]
     print("  event mix: " + ", ".join(f"{kind} {n}" for kind, n in mix.most_common()))
+    print(f"sustained: {sustained['subscribers']} customers subscribed in {args.sustain} s, the "
+          f"sandbox delivering their {sustained['events']} events over HTTP to a gateway with "
+          f"its in-process worker ({sustained['rate']:.0f} events/s): at most "
+          f"{sustained['max_pending']} pending, {sustained['delivered_while_subscribing']} "
+          f"delivered by the last subscription, all applied {sustained['drained_seconds']:.1f} s "
+          f"after it, {sustained['failed_attempts']} failed attempts")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -344,11 +442,13 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--subscribers", type=int, default=150)
-    parser.add_argument("--serve", choices=["bare", "gateway", "sandbox"])
+    parser.add_argument("--sustain", type=int, default=10, help="seconds of sustained delivery")
+    parser.add_argument("--serve", choices=["bare", "gateway", "gateway-worker", "sandbox"])
+    parser.add_argument("--stripe-api-base")
     parser.add_argument("--port", type=int)
     parser.add_argument("--database-url")
     arguments = parser.parse_args()
     if arguments.serve:
-        serve(arguments.serve, arguments.port, arguments.database_url)
+        serve(arguments.serve, arguments.port, arguments.database_url, arguments.stripe_api_base)
     else:
         uvloop.run(main(arguments))  # as `serve` runs the in-process worker

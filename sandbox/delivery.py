@@ -114,11 +114,15 @@ class Chaos:
 @dataclass
 class Deliverer:
     """Delivers each event to each subscribed endpoint; a failed attempt is retried with
-    backoff in the background, so one failing event never holds up the next."""
+    backoff in the background, so one failing event never holds up the next.
+
+    `concurrency` deliveries per endpoint are in flight at once, as Stripe sends them; with
+    one (the default), events go out one at a time in the order they happened."""
 
     store: Store
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS
     timeout: float = 10.0
+    concurrency: int = 1
     chaos: dict[str, Chaos] = field(default_factory=dict)
     _queues: dict[str, asyncio.Queue[StripeObject]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -162,17 +166,29 @@ class Deliverer:
 
     async def _drain(self, endpoint_id: str) -> None:
         queue = self._queues[endpoint_id]
+        in_flight = asyncio.Semaphore(self.concurrency)
         while True:
             batch = [await queue.get()]
             chaos = self.chaos.get(endpoint_id)
             # Events emitted by one request wait together; reordering mixes those.
             while chaos and chaos.reorder and len(batch) < chaos.window and not queue.empty():
                 batch.append(queue.get_nowait())
-            try:
-                await self._send(endpoint_id, batch, chaos)
-            finally:
-                for _ in batch:
-                    queue.task_done()
+            await in_flight.acquire()
+            self._spawn(self._send_batch(endpoint_id, batch, chaos, in_flight))
+
+    async def _send_batch(
+        self,
+        endpoint_id: str,
+        batch: list[StripeObject],
+        chaos: Chaos | None,
+        in_flight: asyncio.Semaphore,
+    ) -> None:
+        try:
+            await self._send(endpoint_id, batch, chaos)
+        finally:
+            in_flight.release()
+            for _ in batch:
+                self._queues[endpoint_id].task_done()
 
     async def _send(self, endpoint_id: str, batch: list[StripeObject], chaos: Chaos | None) -> None:
         deliveries = chaos.plan(batch) if chaos else [Delivery(event) for event in batch]

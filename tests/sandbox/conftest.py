@@ -54,6 +54,9 @@ class WebhookSink:
     received: list[tuple[dict[str, str], str]] = field(default_factory=list)
     failures_left: int = 0
     attempts: int = 0
+    delay: float = 0.0  # each answer waits this long, so deliveries can overlap
+    in_flight: int = 0
+    most_in_flight: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def events(self) -> list[dict[str, Any]]:
@@ -78,6 +81,10 @@ async def webhook_sink() -> AsyncIterator[WebhookSink]:
     async def receive(request: Request) -> Response:
         body = (await request.body()).decode()
         sink.attempts += 1
+        sink.in_flight += 1
+        sink.most_in_flight = max(sink.most_in_flight, sink.in_flight)
+        await asyncio.sleep(sink.delay)
+        sink.in_flight -= 1
         if sink.failures_left > 0:
             sink.failures_left -= 1
             return Response("try later", status_code=500)

@@ -50,6 +50,41 @@ async def test_duplicates_are_delivered_twice(stripe_client, sandbox, webhook_si
     assert set(counts) == set(created) and set(counts.values()) == {2}
 
 
+async def test_events_go_out_one_at_a_time_in_order_by_default(
+    stripe_client, sandbox, webhook_sink
+):
+    customer, price, before = await ready_to_subscribe(stripe_client)
+    webhook_sink.delay = 0.02
+    await stripe_client.v1.webhook_endpoints.create_async(
+        {"url": webhook_sink.url, "enabled_events": ["*"]}
+    )
+    await stripe_client.v1.subscriptions.create_async(
+        {"customer": customer.id, "items": [{"price": price.id}]}
+    )
+    created = await created_since(stripe_client, before)
+    received = [event["id"] for event in await webhook_sink.wait_for(len(created))]
+    assert received == created and webhook_sink.most_in_flight == 1
+
+
+async def test_several_deliveries_are_in_flight_when_asked(stripe_client, sandbox, webhook_sink):
+    customer, price, before = await ready_to_subscribe(stripe_client)
+    webhook_sink.delay = 0.1
+    sandbox.deliverer.concurrency = 4
+    try:
+        await stripe_client.v1.webhook_endpoints.create_async(
+            {"url": webhook_sink.url, "enabled_events": ["*"]}
+        )
+        await stripe_client.v1.subscriptions.create_async(
+            {"customer": customer.id, "items": [{"price": price.id}]}
+        )
+        created = await created_since(stripe_client, before)
+        received = await webhook_sink.wait_for(len(created))
+    finally:
+        sandbox.deliverer.concurrency = 1
+    assert sorted(event["id"] for event in received) == sorted(created)
+    assert 1 < webhook_sink.most_in_flight <= 4
+
+
 async def test_reordering_with_a_seed_is_deterministic(stripe_client, sandbox, webhook_sink):
     customer, price, before = await ready_to_subscribe(stripe_client)
     await endpoint_with_chaos(stripe_client, sandbox, webhook_sink, reorder=True, window=50, seed=7)
