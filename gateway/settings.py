@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = 2.0
     # `serve` runs a worker in the process unless workers run as `billing-gateway worker`.
     webhook_worker_in_process: bool = True
+    # Live updates: how many updates a websocket subscriber may leave unread before it is
+    # closed as too slow.
+    live_queue_size: int = 64
 
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod
@@ -91,6 +94,8 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "WEBHOOK_POLL_SECONDS must be positive, WEBHOOK_RETRY_BASE_SECONDS not negative"
             )
+        if self.live_queue_size < 1:
+            raise ConfigurationError("LIVE_QUEUE_SIZE must be at least 1")
         if self.billing_env is Environment.PRODUCTION:
             _check_production(self)
         return self

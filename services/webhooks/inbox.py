@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import StripeEvent, WebhookEventStatus
 from services.errors import NotFound
+from services.live import UpdateKind, publish
 from services.pagination import Page, paginate
 from services.stripe.client import StripeApi
 from services.webhooks import dispatch
@@ -111,6 +112,7 @@ async def _apply(*, session: AsyncSession, stripe: StripeApi, row: StripeEvent) 
     row.status = WebhookEventStatus.PROCESSED if applied else WebhookEventStatus.SKIPPED
     row.processed_at = datetime.now(UTC)
     row.last_error = None
+    await publish(session, UpdateKind.WEBHOOK_EVENT, account_id=None, row_id=row.id)
 
 
 async def record_failure(

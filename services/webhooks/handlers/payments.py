@@ -5,6 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PaymentTransaction
 from services import mirror
+from services.live import UpdateKind, publish
 from services.stripe.client import StripeApi
 from services.webhooks import dispatch, sync
 from services.webhooks.handlers.base import StripeDict, ambiguous, event_time, lock, obj
@@ -67,6 +68,7 @@ async def charge_changed(session: AsyncSession, stripe: StripeApi, event: Stripe
             updated_at=func.now(),
         )
     )
+    await publish(session, UpdateKind.PAYMENT_UPDATED, account_id=account.id, row_id=row.id)
 
 
 async def _transaction(

@@ -1,0 +1,129 @@
+"""Websocket connections of /graphql: the token from `connection_init`, closed at its expiry.
+
+Both `graphql-transport-ws` and the legacy `graphql-ws` are served by Strawberry's
+handlers; this adds authentication (a missing or bad token is refused with the protocol's
+rejection: 4403 for graphql-transport-ws, `connection_error` then close for graphql-ws),
+a timer that closes the socket when the token expires, and the close of a subscriber that
+falls too far behind."""
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types.unset import UNSET, UnsetType
+
+from gateway.auth import AuthError, TokenVerifier, bearer_token
+from gateway.graphiql import GatewayGraphQLRouter
+from services.live_bus import LiveBus
+
+log = logging.getLogger("billing_gateway.live")
+
+# Private-use close codes (4000-4999), beside the protocols' own 4400-4499.
+TOKEN_EXPIRED_CODE = 4401
+LAGGING_CODE = 4008
+LAGGING_REASON = "too many updates unread: the client fell behind; reconnect to resync"
+
+
+class LiveConnection:
+    """One authenticated websocket: its bus, its expiry timer and a close from outside."""
+
+    __slots__ = ("_closing", "_expiry", "bus", "websocket")
+
+    def __init__(self, websocket: WebSocket, bus: LiveBus, expires_at: int) -> None:
+        self.websocket = websocket
+        self.bus = bus
+        self._closing: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, expires_at - time.time())
+        self._expiry = loop.call_later(
+            delay, self.close, TOKEN_EXPIRED_CODE, "the token has expired"
+        )
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket in a task of its own: the caller (the bus, a timer) never waits."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(code, reason))
+
+    def close_lagging(self) -> None:
+        log.info("live updates: closing a websocket that fell behind")
+        self.close(LAGGING_CODE, LAGGING_REASON)
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):  # already closed by the client
+            await self.websocket.close(code=code, reason=reason)
+
+    def release(self) -> None:
+        self._expiry.cancel()
+
+
+def connection_token(params: Any) -> str | None:
+    """The token of a `connection_init` payload: `authorization: "Bearer …"` or `token`."""
+    if not isinstance(params, dict):
+        return None
+    authorization = params.get("authorization") or params.get("Authorization")
+    if isinstance(authorization, str):
+        return bearer_token(authorization)
+    token = params.get("token")
+    return token.strip() if isinstance(token, str) and token.strip() else None
+
+
+class _ReleasingTransportWS(BaseGraphQLTransportWSHandler[Any, None]):
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            _release(self.context)
+
+
+class _ReleasingLegacyWS(BaseGraphQLWSHandler[Any, None]):
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            _release(self.context)
+
+
+def _release(context: Any) -> None:
+    live = getattr(context, "live", None)
+    if live is not None:
+        live.release()
+
+
+class GatewayRouter(GatewayGraphQLRouter):
+    """/graphql over HTTP and websockets (both subprotocols), websockets authenticated."""
+
+    graphql_transport_ws_handler_class = _ReleasingTransportWS  # type: ignore[assignment]
+    graphql_ws_handler_class = _ReleasingLegacyWS  # type: ignore[assignment]
+
+    def __init__(self, *args: Any, verifier: TokenVerifier, **kwargs: Any) -> None:
+        super().__init__(
+            *args,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            **kwargs,
+        )
+        self.verifier = verifier
+
+    async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
+        try:
+            token = connection_token(context.connection_params)
+            if token is None:
+                raise AuthError("connection_init carries no `authorization` or `token`")
+            principal = self.verifier.verify(token)
+        except AuthError as error:
+            raise ConnectionRejectionError(
+                {"message": f"Authentication required: {error}", "code": "UNAUTHENTICATED"}
+            ) from error
+        context.principal, context.auth_error = principal, None
+        _release(context)  # graphql-ws allows a second connection_init
+        bus = context.request.app.state.live_bus
+        context.live = LiveConnection(context.request, bus, principal.expires_at)
+        return UNSET

@@ -1,0 +1,161 @@
+"""Websocket connections: both subprotocols, the token in `connection_init`, its expiry,
+unknown subprotocols, and who may subscribe to what."""
+
+import pytest
+
+from schema.ids import to_global_id
+from services.live import UpdateKind
+from tests.conftest import error_codes
+from tests.live.support import (
+    LEGACY_WS,
+    TRANSPORT_WS,
+    LiveClient,
+    announce,
+    customer,
+    subscribed,
+    transaction,
+)
+
+BILLING_UPDATES = """
+subscription {
+  billingUpdates {
+    kind occurredAt creditBalance
+    transaction { id status description amount { amount currency } }
+  }
+}
+"""
+PAYMENT_STATUS = """
+subscription ($id: ID!) { paymentStatus(transactionId: $id) { id status } }
+"""
+WEBHOOK_EVENTS = "subscription { webhookEvents { id stripeEventId type status } }"
+
+BOTH_PROTOCOLS = pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+
+
+@BOTH_PROTOCOLS
+async def test_billing_updates_reach_the_signed_in_customer(gateway, db, token_for, protocol):
+    alice = await customer(db, "alice")
+    payment = await transaction(db, alice.id, description="coffee")
+    async with LiveClient.connected(gateway, protocol=protocol) as live:
+        await live.sign_in(token_for("alice"))
+        await live.subscribe(BILLING_UPDATES)
+        await subscribed(gateway, 1)
+
+        await announce(db, UpdateKind.PAYMENT_UPDATED, account_id=alice.id, row_id=payment.id)
+        await announce(db, UpdateKind.CREDITS_UPDATED, account_id=alice.id, row_id=None)
+
+        payment_update = (await live.next_data())["billingUpdates"]
+        assert payment_update["kind"] == "PAYMENT_UPDATED"
+        assert payment_update["transaction"] == {
+            "id": to_global_id("PaymentTransaction", payment.id),
+            "status": "PROCESSING",
+            "description": "coffee",
+            "amount": {"amount": "1250", "currency": "USD"},
+        }
+        credits_update = (await live.next_data())["billingUpdates"]
+        assert credits_update["kind"] == "CREDITS_UPDATED"
+        assert credits_update["creditBalance"] == "0" and credits_update["transaction"] is None
+
+
+@BOTH_PROTOCOLS
+@pytest.mark.parametrize(
+    "payload",
+    [
+        None,
+        {},
+        {"authorization": "Bearer not-a-jwt"},
+        {"authorization": "Basic abc"},
+        {"token": ""},
+    ],
+)
+async def test_a_missing_or_bad_token_is_refused(gateway, protocol, payload):
+    async with LiveClient.connected(gateway, protocol=protocol) as live:
+        init = {"type": "connection_init"} | ({"payload": payload} if payload is not None else {})
+        await live.send(init)
+        if protocol == LEGACY_WS:
+            refusal = await live.receive()
+            assert refusal["type"] == "connection_error"
+            assert refusal["payload"]["code"] == "UNAUTHENTICATED"
+            assert (await live.closed())[0] == 1011
+        else:
+            assert await live.closed() == (4403, "Forbidden")
+
+
+@BOTH_PROTOCOLS
+async def test_an_expired_token_is_refused(gateway, token_for, protocol):
+    async with LiveClient.connected(gateway, protocol=protocol) as live:
+        await live.send(
+            {"type": "connection_init", "payload": {"token": token_for("alice", ttl_seconds=-5)}}
+        )
+        if protocol == LEGACY_WS:
+            refusal = await live.receive()
+            assert refusal["type"] == "connection_error"
+            assert refusal["payload"]["message"].endswith("the token has expired")
+        else:
+            assert await live.closed() == (4403, "Forbidden")
+
+
+@BOTH_PROTOCOLS
+async def test_the_connection_ends_when_its_token_expires(gateway, db, token_for, protocol):
+    await customer(db, "alice")
+    async with LiveClient.connected(gateway, protocol=protocol) as live:
+        # `token` is the other accepted form of the payload.
+        answer = await live.init({"token": token_for("alice", ttl_seconds=1)})
+        assert answer["type"] == "connection_ack"
+        await live.subscribe(BILLING_UPDATES)
+
+        assert await live.closed() == (4401, "the token has expired")
+    await subscribed(gateway, 0)
+
+
+async def test_an_unknown_subprotocol_is_closed(gateway):
+    async with LiveClient.connected(gateway, protocol="graphql-made-up") as live:
+        assert await live.closed() == (4406, "Subprotocol not acceptable")
+
+
+async def test_a_subscription_needs_connection_init_first(gateway):
+    async with LiveClient.connected(gateway) as live:
+        await live.subscribe(BILLING_UPDATES)
+        assert await live.closed() == (4401, "Unauthorized")
+
+
+@BOTH_PROTOCOLS
+async def test_payment_status_of_another_customers_payment_is_not_found(
+    gateway, db, token_for, protocol
+):
+    await customer(db, "alice")
+    mallory = await customer(db, "mallory")
+    theirs = await transaction(db, mallory.id)
+    async with LiveClient.connected(gateway, protocol=protocol) as live:
+        await live.sign_in(token_for("alice"))
+        await live.subscribe(PAYMENT_STATUS, {"id": to_global_id("PaymentTransaction", theirs.id)})
+
+        result = await live.receive()
+
+    payload = result["payload"]
+    assert payload.get("data") is None
+    assert error_codes(payload) == ["NOT_FOUND"]
+
+
+async def test_payment_status_needs_a_payment_id(gateway, db, token_for):
+    await customer(db, "alice")
+    async with LiveClient.connected(gateway) as live:
+        await live.sign_in(token_for("alice"))
+        await live.subscribe(PAYMENT_STATUS, {"id": to_global_id("Invoice", 1)})
+
+        result = await live.receive()
+
+    assert error_codes(result["payload"]) == ["INVALID_INPUT"]
+
+
+async def test_webhook_events_are_for_admins_only(gateway, db, token_for):
+    await customer(db, "alice")
+    async with LiveClient.connected(gateway) as live:
+        await live.sign_in(token_for("alice"))
+        await live.subscribe(WEBHOOK_EVENTS)
+
+        result = await live.receive()
+
+    assert result["payload"].get("data") is None
+    assert error_codes(result["payload"]) == ["FORBIDDEN"]
+    assert gateway.app.state.live_bus.subscriber_count() == 0
