@@ -15,6 +15,10 @@ import uvicorn
 import websockets
 from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection
+from websockets.client import ClientProtocol
+from websockets.frames import Frame
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from db.database import Database
 from db.models import Account, PaymentStatus, PaymentTransaction
@@ -143,8 +147,8 @@ async def subscribed(gateway: Gateway, count: int) -> None:
             await asyncio.sleep(0.01)
 
 
-async def customer(db: Database, user_id: str) -> Account:
-    return await factories.add(db, factories.account(user_id=user_id))
+async def customer(db: Database, user_id: str, **overrides: Any) -> Account:
+    return await factories.add(db, factories.account(user_id=user_id, **overrides))
 
 
 async def transaction(
@@ -161,3 +165,69 @@ async def transaction(
         stripe_created_at=datetime.now(UTC),
     )
     return await factories.add(db, row)
+
+
+class UnreadSocket:
+    """A websocket client that subscribes and then never reads: a stalled dashboard.
+
+    A plain socket with a tiny receive buffer, driven by websockets' sans-I/O protocol,
+    so nothing reads on its behalf."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.setblocking(False)
+        self.protocol = ClientProtocol(
+            parse_uri(gateway.ws_url),
+            subprotocols=[TRANSPORT_WS],  # type: ignore[list-item]
+        )
+        self.gateway = gateway
+
+    async def open(self, token: str, query: str) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(self.sock, ("127.0.0.1", self.gateway.port))
+        request = self.protocol.connect()
+        self.protocol.send_request(request)
+        await self._flush()
+        while self.protocol.state is not State.OPEN:
+            assert self.protocol.handshake_exc is None, self.protocol.handshake_exc
+            self.protocol.receive_data(await loop.sock_recv(self.sock, 65536))
+        ack = await self._send_and_read(
+            {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        )
+        assert ack["type"] == "connection_ack", ack
+        message = {"id": "1", "type": "subscribe", "payload": {"query": query}}
+        self.protocol.send_text(json.dumps(message).encode())
+        await self._flush()
+
+    async def _send_and_read(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.protocol.send_text(json.dumps(message).encode())
+        await self._flush()
+        loop = asyncio.get_running_loop()
+        while True:
+            for event in self.protocol.events_received():
+                if isinstance(event, Frame):
+                    return json.loads(event.data)
+            self.protocol.receive_data(await loop.sock_recv(self.sock, 65536))
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        for data in self.protocol.data_to_send():
+            if data:
+                await loop.sock_sendall(self.sock, data)
+
+    async def read_until_closed(self) -> tuple[int | None, str | None]:
+        """Now read everything; the close code and reason the server sent."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(PATIENCE_SECONDS):
+            while self.protocol.close_rcvd is None:
+                data = await loop.sock_recv(self.sock, 1 << 20)
+                if not data:
+                    break
+                self.protocol.receive_data(data)
+                self.protocol.events_received()
+        received = self.protocol.close_rcvd
+        return (received.code, received.reason) if received else (None, None)
+
+    def close(self) -> None:
+        self.sock.close()
