@@ -27,6 +27,10 @@ from services.live_bus import LiveBus
 
 log = logging.getLogger("billing_gateway.live")
 
+# uvicorn's per-message deflate keeps a zlib compressor and decompressor per socket (tens
+# of KB each, for small JSON updates): `serve` turns it off so idle dashboards stay cheap.
+WS_PER_MESSAGE_DEFLATE = False
+
 # Private-use close codes (4000-4999), beside the protocols' own 4400-4499.
 TOKEN_EXPIRED_CODE = 4401
 LAGGING_CODE = 4008
