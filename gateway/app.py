@@ -79,6 +79,7 @@ def create_app(
         verifier=verifier,
     )
     app.include_router(graphql, prefix="/graphql")
+    app.state.shared_streams = graphql.shared_streams
     app.include_router(webhook_router(settings))
     if not settings.is_production:
         mount_graphiql_assets(app)

@@ -17,12 +17,23 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.unset import UNSET, UnsetType
 
 from gateway.auth import AuthError, TokenVerifier, bearer_token
 from gateway.graphiql import GatewayGraphQLRouter
+from gateway.live_streams import (
+    LEGACY_WS_FRAMING,
+    TRANSPORT_WS_FRAMING,
+    Framing,
+    Member,
+    SharedStream,
+    SharedStreams,
+    is_shareable,
+    run_member,
+)
 from services.live_bus import LiveBus
 
 log = logging.getLogger("billing_gateway.live")
@@ -80,20 +91,99 @@ def connection_token(params: Any) -> str | None:
     return token.strip() if isinstance(token, str) and token.strip() else None
 
 
-class _ReleasingTransportWS(BaseGraphQLTransportWSHandler[Any, None]):
+def _shareable(handler: Any, payload: Any) -> bool:
+    if not handler.connection_acknowledged or not isinstance(payload, dict):
+        return False
+    query = payload.get("query")
+    return isinstance(query, str) and is_shareable(query, payload.get("operationName"))
+
+
+def _join_shared_stream(
+    handler: Any, operation_id: str, payload: dict[str, Any], framing: Framing
+) -> tuple[Member, SharedStream]:
+    """A member of the account's shared stream for this document, and that stream."""
+    query, name, variables = (
+        payload["query"],
+        payload.get("operationName"),
+        payload.get("variables"),
+    )
+    live: LiveConnection = handler.context.live
+    member = Member(
+        operation_id, framing, live.bus.queue_size, live.websocket.send_text, live.close_lagging
+    )
+    key = SharedStreams.key(handler.context.principal.user_id, query, name, variables)
+    stream = handler.view.shared_streams.join(
+        key,
+        member,
+        lambda started: started.start(handler.schema, query, variables, name, handler.context),
+    )
+    return member, stream
+
+
+class _TransportWS(BaseGraphQLTransportWSHandler[Any, None]):
+    """graphql-transport-ws, with lone `billingUpdates` subscriptions on shared streams."""
+
     async def handle(self) -> None:
         try:
             await super().handle()
         finally:
             _release(self.context)
 
+    async def handle_subscribe(self, message: Any) -> None:
+        payload = message.get("payload")
+        if message.get("id") in self.operations or not _shareable(self, payload):
+            await super().handle_subscribe(message)  # Strawberry's path, refusals included
+            return
+        operation_id = message["id"]
+        member, stream = _join_shared_stream(self, operation_id, payload, TRANSPORT_WS_FRAMING)
+        operation = Operation(
+            self,
+            operation_id,
+            payload["query"],
+            payload.get("variables"),
+            payload.get("operationName"),
+        )
+        operation.task = asyncio.create_task(self._run_member(operation_id, stream, member))
+        operation.task.add_done_callback(self._task_done)
+        self.operations[operation_id] = operation
 
-class _ReleasingLegacyWS(BaseGraphQLWSHandler[Any, None]):
+    async def _run_member(self, operation_id: str, stream: SharedStream, member: Member) -> None:
+        try:
+            await run_member(stream, member)
+        finally:
+            self.operations.pop(operation_id, None)
+
+
+class _LegacyWS(BaseGraphQLWSHandler[Any, None]):
+    """graphql-ws, with lone `billingUpdates` subscriptions on shared streams."""
+
     async def handle(self) -> None:
         try:
             await super().handle()
         finally:
             _release(self.context)
+
+    async def handle_start(self, message: Any) -> None:
+        payload = message.get("payload")
+        if not _shareable(self, payload):
+            await super().handle_start(message)
+            return
+        operation_id = message["id"]
+        if operation_id in self.tasks:  # as Strawberry does: a reused id replaces the old one
+            await self.cleanup_operation(operation_id)
+        member, stream = _join_shared_stream(self, operation_id, payload, LEGACY_WS_FRAMING)
+        self.tasks[operation_id] = asyncio.create_task(
+            self._run_member(operation_id, stream, member)
+        )
+
+    async def _run_member(self, operation_id: str, stream: SharedStream, member: Member) -> None:
+        try:
+            await run_member(stream, member)
+        except asyncio.CancelledError:  # `stop`: graphql-ws confirms with `complete`
+            with contextlib.suppress(Exception):
+                await member.complete()
+        finally:
+            self.tasks.pop(operation_id, None)
 
 
 def _release(context: Any) -> None:
@@ -105,8 +195,8 @@ def _release(context: Any) -> None:
 class GatewayRouter(GatewayGraphQLRouter):
     """/graphql over HTTP and websockets (both subprotocols), websockets authenticated."""
 
-    graphql_transport_ws_handler_class = _ReleasingTransportWS  # type: ignore[assignment]
-    graphql_ws_handler_class = _ReleasingLegacyWS  # type: ignore[assignment]
+    graphql_transport_ws_handler_class = _TransportWS  # type: ignore[assignment]
+    graphql_ws_handler_class = _LegacyWS  # type: ignore[assignment]
 
     def __init__(self, *args: Any, verifier: TokenVerifier, **kwargs: Any) -> None:
         super().__init__(
@@ -115,6 +205,7 @@ class GatewayRouter(GatewayGraphQLRouter):
             **kwargs,
         )
         self.verifier = verifier
+        self.shared_streams = SharedStreams()
 
     async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
         try:

@@ -1,9 +1,7 @@
 """Live update types: what a `billingUpdates` subscriber receives for each change."""
 
-import dataclasses
 from datetime import datetime
 from enum import Enum
-from typing import Any
 
 import strawberry
 
@@ -31,9 +29,6 @@ class BillingUpdate:
     transaction: PaymentTransaction | None = None
     payment_method: PaymentMethod | None = None
     credit_balance: BigInt | None = None
-    # Built once per update for all of an account's subscribers: their identical
-    # executions are shared (schema/shared_results.py).
-    shared_results: strawberry.Private[dict[Any, Any]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_update(cls, update: LiveUpdate) -> "BillingUpdate":

@@ -14,7 +14,6 @@ from schema.common import UserError
 from schema.extensions import MaskInternalErrors
 from schema.limits import CostBudgets, QueryLimits
 from schema.scalars import SCALAR_MAP
-from schema.shared_results import SharedEventExecutor
 
 
 def build_schema() -> strawberry.Schema:
@@ -27,7 +26,6 @@ def build_schema() -> strawberry.Schema:
         types=[Plan, Customer, PaymentMethod, UserError],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[MaskInternalErrors, partial(QueryLimits, budgets=budgets)],
-        execution_context_class=SharedEventExecutor,
     )
 
 

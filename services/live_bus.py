@@ -164,14 +164,15 @@ class LiveBus:
 
     async def _run(self) -> None:
         dispatcher = asyncio.create_task(self._dispatch_notices(), name="live-bus-dispatch")
-        first = True
+        # Every LISTEN after the first may have missed notices: subscribers resync then.
+        resync = False
         try:
             while True:
                 try:
-                    await self._listen_until_dropped(resync=not first)
-                    first = False
+                    await self._listen_until_dropped(resync=resync)
                 except Exception:  # the database is unreachable: try again shortly
                     log.warning("live updates: LISTEN failed; retrying", exc_info=True)
+                resync = True
                 await asyncio.sleep(RECONNECT_DELAY_SECONDS)
         finally:
             dispatcher.cancel()

@@ -139,11 +139,14 @@ async def announce(
         await publish(session, kind, account_id=account_id, row_id=row_id)
 
 
-async def subscribed(gateway: Gateway, count: int) -> None:
-    """Wait until the gateway's bus holds exactly `count` subscribers (a subscription registers
-    after its `subscribe` message, so an update sent before then is not for it)."""
+async def subscribed(gateway: Gateway, count: int, *, members: int | None = None) -> None:
+    """Wait until the gateway's bus holds exactly `count` subscribers (a subscription
+    registers after its `subscribe` message, so an update sent before then is not for it)
+    and, when given, its shared `billingUpdates` streams exactly `members` sockets."""
     async with asyncio.timeout(PATIENCE_SECONDS):
-        while gateway.app.state.live_bus.subscriber_count() != count:
+        while gateway.app.state.live_bus.subscriber_count() != count or (
+            members is not None and gateway.app.state.shared_streams.member_count() != members
+        ):
             await asyncio.sleep(0.01)
 
 

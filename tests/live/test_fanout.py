@@ -39,7 +39,8 @@ async def test_customers_never_receive_each_others_updates(gateway, db, token_fo
             group.create_task(_dashboard(gateway, token_for(account.user_id), n))
             for n, account in enumerate(owners)
         ]
-        await subscribed(gateway, len(dashboards))
+        # Both sockets of an account (one per subprotocol) share its stream.
+        await subscribed(gateway, len(customers), members=len(dashboards))
         changes = [(owner.id, row.id) for owner in owners for row in payments[owner.id]]
         random.Random(7).shuffle(changes)
 
@@ -172,3 +173,54 @@ async def test_a_client_that_stops_reading_is_closed_and_delays_nobody(db, setti
             slow.close()
 
     assert code == 4008 and "fell behind" in reason
+
+
+async def test_sockets_of_one_account_share_one_stream_per_document(gateway, db, token_for):
+    """Whatever their subprotocol."""
+    alice = await customer(db, "alice")
+    payment = await transaction(db, alice.id, description="shared")
+    bus = gateway.app.state.live_bus
+    streams = gateway.app.state.shared_streams
+    async with (
+        LiveClient.connected(gateway) as first,
+        LiveClient.connected(gateway, protocol=LEGACY_WS) as second,
+        LiveClient.connected(gateway) as other_shape,
+    ):
+        for client in (first, second, other_shape):
+            await client.sign_in(token_for("alice"))
+        await first.subscribe(BILLING_UPDATES)
+        await second.subscribe(BILLING_UPDATES)
+        await other_shape.subscribe(KINDS_ONLY)
+        # Two documents: two streams on the bus for three sockets.
+        await subscribed(gateway, 2)
+        assert streams.member_count() == 3 and streams.stream_count() == 2
+
+        await announce(db, UpdateKind.PAYMENT_UPDATED, account_id=alice.id, row_id=payment.id)
+
+        expected = {
+            "kind": "PAYMENT_UPDATED",
+            "creditBalance": None,
+            "transaction": {
+                "id": to_global_id("PaymentTransaction", payment.id),
+                "description": "shared",
+            },
+        }
+        assert (await first.next_data())["billingUpdates"] == expected
+        assert (await second.next_data())["billingUpdates"] == expected
+        assert (await other_shape.next_data())["billingUpdates"] == {
+            "kind": "PAYMENT_UPDATED",
+            "transaction": {"id": to_global_id("PaymentTransaction", payment.id)},
+        }
+
+        # One socket stops: the other keeps the stream.
+        await first.send({"id": "1", "type": "complete"})
+        async with asyncio.timeout(10):
+            while streams.member_count() != 2:
+                await asyncio.sleep(0.01)
+        await announce(db, UpdateKind.CREDITS_UPDATED, account_id=alice.id, row_id=None)
+        assert (await second.next_data())["billingUpdates"]["kind"] == "CREDITS_UPDATED"
+        await second.send({"id": "1", "type": "stop"})
+        assert await second.receive() == {"id": "1", "type": "complete"}
+    # Everyone gone: the streams stop and leave the bus.
+    await subscribed(gateway, 0)
+    assert streams.stream_count() == 0 and bus.subscriber_count() == 0
