@@ -30,22 +30,35 @@ StreamKey = tuple[str, str, str | None, str]
 
 
 @lru_cache(maxsize=256)
-def is_shareable(query: str, operation_name: str | None) -> bool:
-    """True for a document whose operation is a subscription of `billingUpdates` alone."""
+def _operation(query: str, operation_name: str | None) -> OperationDefinitionNode | None:
+    """The document's operation when it is the only definition (parsed once per text)."""
     try:
         document = parse(query)
     except GraphQLError:
-        return False  # Strawberry's own path reports it
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if len(operations) != 1 or len(document.definitions) != 1:
-        return False
-    operation = operations[0]
-    if operation.operation is not OperationType.SUBSCRIPTION:
-        return False
+        return None  # Strawberry's own path reports it
+    if len(document.definitions) != 1:
+        return None
+    operation = document.definitions[0]
+    if not isinstance(operation, OperationDefinitionNode):
+        return None
     if operation_name is not None and (
         operation.name is None or operation.name.value != operation_name
     ):
+        return None
+    return operation
+
+
+def is_subscription(query: str, operation_name: str | None) -> bool:
+    operation = _operation(query, operation_name)
+    return operation is not None and operation.operation is OperationType.SUBSCRIPTION
+
+
+def is_shareable(query: str, operation_name: str | None) -> bool:
+    """True for a document whose operation is a subscription of `billingUpdates` alone."""
+    if not is_subscription(query, operation_name):
         return False
+    operation = _operation(query, operation_name)
+    assert operation is not None
     selections = operation.selection_set.selections
     return (
         len(selections) == 1

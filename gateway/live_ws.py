@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
@@ -32,6 +33,7 @@ from gateway.live_streams import (
     SharedStream,
     SharedStreams,
     is_shareable,
+    is_subscription,
     run_member,
 )
 from services.live_bus import LiveBus
@@ -206,6 +208,25 @@ class GatewayRouter(GatewayGraphQLRouter):
         )
         self.verifier = verifier
         self.shared_streams = SharedStreams()
+
+    async def execute_operation(  # noqa: PLR0913 (Strawberry's signature)
+        self,
+        request: Any,
+        request_adapter: Any,
+        request_data: Any,
+        context: Any,
+        root_value: Any,
+        sub_response: Any,
+    ) -> Any:
+        """Refuse subscriptions over HTTP: they need a websocket and its authentication."""
+        query = request_data.query  # one request: batching is off
+        if isinstance(query, str) and is_subscription(query, request_data.operation_name):
+            raise HTTPException(
+                400, "Subscriptions are served over websocket (graphql-transport-ws, graphql-ws)"
+            )
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
 
     async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
         try:

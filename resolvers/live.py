@@ -5,9 +5,9 @@ its relation fields use are built once per update too (`LiveUpdate.view`), so a 
 subscribers of one account cost one load, not a thousand."""
 
 from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
 
 import strawberry
-from graphql import GraphQLError
 
 from db.models import PaymentStatus
 from db.models import PaymentTransaction as TransactionRow
@@ -22,13 +22,15 @@ from services import payments
 from services.errors import DomainError, NotFound
 from services.live_bus import LiveUpdate
 
+if TYPE_CHECKING:
+    from gateway.live_ws import LiveConnection
+
 SETTLED_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED)
 
 
-def _connection(info: strawberry.Info):
+def _connection(info: strawberry.Info) -> "LiveConnection":
     live = info.context.live
-    if live is None:  # only reachable over HTTP, where Strawberry refuses subscriptions
-        raise GraphQLError("Subscriptions need a websocket", extensions={"code": "BAD_REQUEST"})
+    assert live is not None, "the router serves subscriptions over websockets only"
     return live
 
 

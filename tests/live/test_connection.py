@@ -159,3 +159,13 @@ async def test_webhook_events_are_for_admins_only(gateway, db, token_for):
     assert result["payload"].get("data") is None
     assert error_codes(result["payload"]) == ["FORBIDDEN"]
     assert gateway.app.state.live_bus.subscriber_count() == 0
+
+
+async def test_subscriptions_are_refused_over_http(client, db, token_for):
+    headers = {"Authorization": f"Bearer {token_for('alice')}"}
+    response = await client.post("/graphql", json={"query": BILLING_UPDATES}, headers=headers)
+
+    assert response.status_code == 400
+    assert "websocket" in response.text
+    # Queries still work.
+    assert (await client.post("/graphql", json={"query": "{ plans { id } }"})).status_code == 200
