@@ -57,7 +57,11 @@ def create_app(
                 app.state.stripe = StripeApi(settings, sandbox.url)
             if sync_catalog:
                 await _sync_catalog(app.state.database, app.state.stripe)
-            app.state.live_bus = LiveBus(app.state.database, queue_size=settings.live_queue_size)
+            app.state.live_bus = LiveBus(
+                app.state.database,
+                queue_size=settings.live_queue_size,
+                grace_days=settings.billing_grace_days,
+            )
             stack.push_async_callback(app.state.live_bus.start().stop)
             if start_worker:
                 worker = worker_for(

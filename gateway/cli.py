@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     sync.set_defaults(run=_sync)
 
+    credits = commands.add_parser("credits", help="check the credits ledger")
+    credit_actions = credits.add_subparsers(required=True, metavar="ACTION")
+    verify = credit_actions.add_parser(
+        "verify", help="recompute every balance from its ledger; exit 1 listing mismatches"
+    )
+    verify.set_defaults(run=_credits_verify)
+
     sandbox = commands.add_parser("sandbox", help="run the offline Stripe sandbox on its own")
     sandbox.add_argument("--port", type=int, default=12111, help="port (default 12111)")
     sandbox.add_argument("--state-file", type=Path, help="keep the sandbox's state in this file")
@@ -293,6 +300,25 @@ def _events_show(settings: Settings, args: argparse.Namespace) -> int:
     async def run(session: Any) -> int:
         row = await inbox.get_event(session=session, event_id=_event_key(args.event_id))
         print(json.dumps(_event_json(row), indent=2, default=str))
+        return 0
+
+    return _with_session(settings, run)
+
+
+def _credits_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from services import credits
+
+    async def run(session: Any) -> int:
+        mismatches = await credits.find_mismatches(session=session)
+        for found in mismatches:
+            print(
+                f"account {found.account_id}\tuser={found.user_id}\tbalance={found.balance}\t"
+                f"ledger={found.ledger_sum}"
+            )
+        if mismatches:
+            print(f"{len(mismatches)} wallet(s) differ from their ledger", file=sys.stderr)
+            return 1
+        print("every wallet's balance is the sum of its ledger", file=sys.stderr)
         return 0
 
     return _with_session(settings, run)

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     # closed as too slow.
     live_queue_size: int = 64
 
+    # Credits: what a one-time payment buys per major unit of its currency (1 USD, 1 EUR,
+    # 1 JPY), and how many days a past-due subscription keeps access.
+    credits_per_currency_unit: int = 10
+    billing_grace_days: int = 7
+
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
@@ -96,6 +101,12 @@ class Settings(BaseSettings):
             )
         if self.live_queue_size < 1:
             raise ConfigurationError("LIVE_QUEUE_SIZE must be at least 1")
+        for name, value in (
+            ("CREDITS_PER_CURRENCY_UNIT", self.credits_per_currency_unit),
+            ("BILLING_GRACE_DAYS", self.billing_grace_days),
+        ):
+            if value < 0:
+                raise ConfigurationError(f"{name} must not be negative")
         if self.billing_env is Environment.PRODUCTION:
             _check_production(self)
         return self

@@ -2,8 +2,11 @@
 
 from strawberry.tools import merge_types
 
+from resolvers.mutations.credits import CreditMutations
 from resolvers.mutations.payments import PaymentMutations
 from resolvers.mutations.subscriptions import SubscriptionMutations
 from resolvers.mutations.webhooks import WebhookMutations
 
-Mutation = merge_types("Mutation", (SubscriptionMutations, PaymentMutations, WebhookMutations))
+Mutation = merge_types(
+    "Mutation", (SubscriptionMutations, PaymentMutations, CreditMutations, WebhookMutations)
+)

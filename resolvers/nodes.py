@@ -7,9 +7,10 @@ import strawberry
 from db.models import PriceKind
 from schema.billing import Customer, PaymentMethod, Plan
 from schema.common import Node
+from schema.credits import CreditEntry
 from schema.ids import from_global_id
 from schema.webhooks import WebhookEvent
-from services import accounts, catalog, payment_methods
+from services import accounts, catalog, credits, payment_methods
 from services.errors import NotFound
 from services.webhooks import inbox
 
@@ -37,6 +38,14 @@ async def _payment_method(info: strawberry.Info, row_id: int) -> Node | None:
     return PaymentMethod.from_model(found.row, is_default=is_default)
 
 
+async def _credit_entry(info: strawberry.Info, row_id: int) -> Node | None:
+    async with info.context.database.session() as session:
+        found = await credits.get_entry(session=session, entry_id=row_id)
+    if found is None or not await _may_see_account(info, found[1]):
+        return None
+    return CreditEntry.from_model(found[0])
+
+
 async def _may_see_account(info: strawberry.Info, account_id: int) -> bool:
     principal = info.context.principal
     if principal is None:
@@ -60,6 +69,7 @@ RESOLVERS: dict[str, Callable[[strawberry.Info, int], Awaitable[Node | None]]] =
     "Plan": _plan,
     "Customer": _customer,
     "PaymentMethod": _payment_method,
+    "CreditEntry": _credit_entry,
     "WebhookEvent": _webhook_event,
 }
 

@@ -1,13 +1,28 @@
 """`Query.viewer`: the signed-in caller's own billing; every field is scoped to their account."""
 
+from datetime import UTC, datetime
+
 import strawberry
 
 from db.models import Account, InvoiceStatus, SubscriptionStatus
 from resolvers.connections import connection_of, query_error
+from resolvers.credits import CreditAccount
+from schema.access import BillingAccess
 from schema.billing import Customer, Invoice, PaymentMethod, PaymentTransaction, Subscription
 from schema.common import Connection
-from services import invoices, payment_methods, payments, subscriptions
+from schema.scalars import BigInt
+from services import access, credits, invoices, payment_methods, payments, subscriptions
 from services.errors import DomainError
+
+
+async def _access(info: strawberry.Info, account_id: int) -> access.Access:
+    async with info.context.database.session() as session:
+        return await access.access_for_account(
+            session=session,
+            account_id=account_id,
+            grace_days=info.context.settings.billing_grace_days,
+            now=datetime.now(UTC),
+        )
 
 
 @strawberry.type
@@ -20,12 +35,20 @@ class Viewer:
         return Customer.from_model(self.account)
 
     @strawberry.field
+    async def access(self, info: strawberry.Info) -> BillingAccess:
+        return BillingAccess.of(await _access(info, self.account.id))
+
+    @strawberry.field
     async def active_subscription(self, info: strawberry.Info) -> Subscription | None:
-        async with info.context.database.session() as session:
-            row = await subscriptions.active_for_account(
-                session=session, account_id=self.account.id
-            )
+        """The subscription that gives access now: the same as `access.subscription`."""
+        row = (await _access(info, self.account.id)).subscription
         return Subscription.from_model(row) if row is not None else None
+
+    @strawberry.field
+    async def credits(self, info: strawberry.Info) -> CreditAccount:
+        async with info.context.database.session() as session:
+            balance = await credits.balance_of(session=session, account_id=self.account.id)
+        return CreditAccount(balance=BigInt(balance), account_id=self.account.id)
 
     @strawberry.field
     async def subscriptions(

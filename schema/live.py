@@ -5,6 +5,7 @@ from enum import Enum
 
 import strawberry
 
+from schema.access import BillingAccess
 from schema.billing import Invoice, PaymentMethod, PaymentTransaction, Subscription
 from schema.scalars import BigInt
 from services.live_bus import LiveUpdate
@@ -29,6 +30,7 @@ class BillingUpdate:
     transaction: PaymentTransaction | None = None
     payment_method: PaymentMethod | None = None
     credit_balance: BigInt | None = None
+    access: BillingAccess | None = None
 
     @classmethod
     def from_update(cls, update: LiveUpdate) -> "BillingUpdate":
@@ -52,4 +54,5 @@ class BillingUpdate:
             credit_balance=BigInt(update.credit_balance)
             if update.credit_balance is not None
             else None,
+            access=BillingAccess.of(update.access) if update.access is not None else None,
         )

@@ -30,13 +30,13 @@ from db.models import (
     StripeEvent,
     Subscription,
 )
-from services import subscriptions
+from services import access
+from services.access import Access
 from services.live import CHANNEL, UpdateKind
 from services.webhooks import inbox
 
 log = logging.getLogger("billing_gateway.live")
 
-DEFAULT_QUEUE_SIZE = 64
 RECONNECT_DELAY_SECONDS = 0.5
 # asyncpg reports a closed socket at once; this catches anything it reports later.
 LIVENESS_CHECK_SECONDS = 5.0
@@ -59,6 +59,7 @@ class LiveUpdate:
     payment_method: PaymentMethod | None = None
     account: Account | None = None
     credit_balance: int | None = None
+    access: Access | None = None
     webhook_event: StripeEvent | None = None
     _views: dict[object, Any] = field(default_factory=dict, repr=False)
 
@@ -105,9 +106,12 @@ class LiveSubscription:
 class LiveBus:
     """Listens on the update and inbox channels and fans each change out to subscribers."""
 
-    def __init__(self, database: Database, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+    def __init__(
+        self, database: Database, *, queue_size: int, grace_days: int
+    ) -> None:
         self.database = database
         self.queue_size = queue_size
+        self.grace_days = grace_days
         self._by_account: dict[int, set[LiveSubscription]] = {}
         self._admins: set[LiveSubscription] = set()
         # Inbox NOTIFYs carry no id: admins get the events received after this row id.
@@ -242,7 +246,11 @@ class LiveBus:
             return  # nobody here listens to this account: nothing is loaded
         async with self.database.session() as session:
             update = await load_update(
-                session, kind=kind, account_id=account_id, row_id=notice.get("row")
+                session,
+                kind=kind,
+                account_id=account_id,
+                row_id=notice.get("row"),
+                grace_days=self.grace_days,
             )
         if update is not None:
             _fan_out(update, self._by_account.get(account_id, ()))
@@ -271,7 +279,11 @@ class LiveBus:
         for account_id in list(self._by_account):
             async with self.database.session() as session:
                 update = await load_update(
-                    session, kind=UpdateKind.ACCESS_UPDATED, account_id=account_id, row_id=None
+                    session,
+                    kind=UpdateKind.ACCESS_UPDATED,
+                    account_id=account_id,
+                    row_id=None,
+                    grace_days=self.grace_days,
                 )
             assert update is not None
             update.resync = True
@@ -291,7 +303,12 @@ def _fan_out(update: LiveUpdate, subscribers: Any) -> None:
 
 
 async def load_update(
-    session: AsyncSession, *, kind: UpdateKind, account_id: int, row_id: int | None
+    session: AsyncSession,
+    *,
+    kind: UpdateKind,
+    account_id: int,
+    row_id: int | None,
+    grace_days: int,
 ) -> LiveUpdate | None:
     """The rows a notice names, if they still belong to the account; None when gone."""
     update = LiveUpdate(kind=kind, account_id=account_id, occurred_at=datetime.now(UTC))
@@ -312,9 +329,10 @@ async def load_update(
         update.credit_balance = await credit_balance(session, account_id)
         return update
     # ACCESS_UPDATED: the account's current state.
-    update.subscription = await subscriptions.active_for_account(
-        session=session, account_id=account_id
+    update.access = await access.access_for_account(
+        session=session, account_id=account_id, grace_days=grace_days, now=update.occurred_at
     )
+    update.subscription = update.access.subscription
     update.credit_balance = await credit_balance(session, account_id)
     return update
 

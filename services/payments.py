@@ -10,8 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
 from db.models import PaymentStatus, PaymentTransaction
-from services import audit, customers, idempotency, mirror, payment_methods, subscriptions
+from services import (
+    audit,
+    customers,
+    idempotency,
+    mirror,
+    money,
+    payment_methods,
+    subscriptions,
+)
 from services.audit import Actor
+from services.credits import CREDITS_METADATA
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound, about_field
 from services.pagination import Page, paginate
 from services.stripe.client import StripeApi
@@ -88,9 +97,11 @@ async def create_payment(
     description: str | None,
     payment_method_id: str | None,
     idempotency_key: str,
+    credits_per_currency_unit: int,
 ) -> PaymentOutcome:
     """A one-time payment (a credit top-up, say): confirmed at once with `payment_method_id`,
-    else left for Stripe.js to collect a card; once per idempotency key."""
+    else left for Stripe.js to collect a card; once per idempotency key. The credits it buys
+    at today's rate travel on the PaymentIntent, and are granted when it succeeds."""
     currency = _checked_currency(currency)
     if amount <= 0:
         raise InvalidInput("The amount must be positive (in minor units)", ["amount"])
@@ -111,6 +122,7 @@ async def create_payment(
                 account_id=account_id,
                 actor=actor,
                 request=request,
+                credits=credits_bought(amount, currency, credits_per_currency_unit),
                 stripe_key=subscriptions.stripe_key("create-payment", account_id, idempotency_key),
             )
 
@@ -135,6 +147,7 @@ async def _charge(
     account_id: int,
     actor: Actor,
     request: dict[str, Any],
+    credits: int,
     stripe_key: str,
 ) -> idempotency.Response:
     method = request["payment_method_id"]
@@ -154,7 +167,11 @@ async def _charge(
                 currency=request["currency"],
                 description=request["description"],
                 payment_method_id=method,
-                metadata={"account_id": str(account_id), "kind": "one_time"},
+                metadata={
+                    "account_id": str(account_id),
+                    "kind": "one_time",
+                    CREDITS_METADATA: str(credits),
+                },
                 idempotency_key=stripe_key,
             )
     except PaymentFailed as error:
@@ -201,6 +218,11 @@ async def _record(
             request_id=actor.request_id,
         )
     return row_id
+
+
+def credits_bought(amount: int, currency: str, credits_per_currency_unit: int) -> int:
+    """The credits a one-time payment buys: the rate per major unit, rounded down."""
+    return amount * credits_per_currency_unit // 10 ** money.minor_unit_digits(currency)
 
 
 def _checked_currency(currency: str) -> str:

@@ -32,6 +32,7 @@ LIVE_STATUSES = (
     SubscriptionStatus.UNPAID,
     SubscriptionStatus.PAUSED,
 )
+# The statuses that may give access now; services/access.py decides whether they do.
 ACTIVE_STATUSES = (
     SubscriptionStatus.ACTIVE,
     SubscriptionStatus.TRIALING,
@@ -106,17 +107,6 @@ async def list_for_account(
         first=first,
         after=after,
     )
-
-
-async def active_for_account(*, session: AsyncSession, account_id: int) -> Subscription | None:
-    """The newest subscription that gives access now (active, trialing or past due)."""
-    query = (
-        select(Subscription)
-        .where(Subscription.account_id == account_id, Subscription.status.in_(ACTIVE_STATUSES))
-        .order_by(Subscription.stripe_created_at.desc(), Subscription.id.desc())
-        .limit(1)
-    )
-    return await session.scalar(query)
 
 
 async def get_owned(

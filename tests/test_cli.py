@@ -18,6 +18,7 @@ from db.database import Database
 from gateway.auth import TokenVerifier
 from gateway.settings import Settings
 from tests.conftest import create_scratch_database, drop_database
+from tests.credits.support import grant, new_account
 
 COMMAND = str(Path(sys.executable).parent / "billing-gateway")
 
@@ -271,3 +272,26 @@ async def test_sync_repairs_accounts_and_fetches_missing_events(
     assert events.returncode == 0 and "missing events" in events.stdout
     assert email == "sync@example.com"
     assert stored > 0
+
+
+async def test_credits_verify_exits_non_zero_listing_each_wallet_off_its_ledger(db):
+    env = {"DATABASE_URL": db.url.render_as_string(hide_password=False)}
+    honest, tampered = await new_account(db, "honest"), await new_account(db, "tampered")
+    await grant(db, honest.id, 50, "in_1")
+    await grant(db, tampered.id, 70, "in_2")
+
+    clean = await asyncio.to_thread(run, "credits", "verify", env=env)
+    # The trigger guards the entries, not the balance: change it behind the ledger's back.
+    async with db.session() as session, session.begin():
+        await session.execute(
+            text("UPDATE credit_accounts SET balance = balance + 5 WHERE account_id = :id"),
+            {"id": tampered.id},
+        )
+    found = await asyncio.to_thread(run, "credits", "verify", env=env)
+
+    assert clean.returncode == 0 and clean.stdout == "", clean.stderr
+    assert found.returncode == 1
+    assert found.stdout.splitlines() == [
+        f"account {tampered.id}\tuser=tampered\tbalance=75\tledger=70"
+    ]
+    assert "1 wallet(s)" in found.stderr

@@ -72,3 +72,15 @@ def test_a_secret_and_a_public_key_together_are_ambiguous(environment):
     environment({"JWT_SECRET": "x" * 40, "JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----"})
     with pytest.raises(ConfigurationError, match="JWT_SECRET or JWT_PUBLIC_KEY"):
         Settings()
+
+
+def test_credit_and_grace_settings_are_read_and_checked(environment, monkeypatch):
+    environment({"BILLING_GRACE_DAYS": "3", "CREDITS_PER_CURRENCY_UNIT": "25"})
+    settings = Settings()
+    assert (settings.billing_grace_days, settings.credits_per_currency_unit) == (3, 25)
+
+    for variable in ("BILLING_GRACE_DAYS", "CREDITS_PER_CURRENCY_UNIT"):
+        monkeypatch.setenv(variable, "-1")
+        with pytest.raises(ConfigurationError, match=variable):
+            Settings()
+        monkeypatch.setenv(variable, "1")

@@ -109,6 +109,7 @@ class PaymentMutations:
                 description=input.description,
                 payment_method_id=input.payment_method_id,
                 idempotency_key=input.idempotency_key,
+                credits_per_currency_unit=info.context.settings.credits_per_currency_unit,
             )
             return CreatePaymentPayload(
                 transaction=PaymentTransaction.from_model(outcome.transaction),

@@ -291,6 +291,23 @@ class StripeApi:
         request = self.v1.refunds.create_async(params, self._write(idempotency_key))
         return await self.call("refunds.create", request)
 
+    async def list_refunds(self, payment_intent_id: str) -> list[stripe.Refund]:
+        """Every refund of a payment."""
+        found: list[stripe.Refund] = []
+        params: Any = {"payment_intent": payment_intent_id, "limit": 100}
+        while True:
+            page = await self.call("refunds.list", self.v1.refunds.list_async(params))
+            found.extend(page.data)
+            if not page.has_more:
+                return found
+            params = params | {"starting_after": page.data[-1].id}
+
+    async def list_disputes(self, payment_intent_id: str) -> list[stripe.Dispute]:
+        """Every dispute of a payment (a charge is disputed at most once)."""
+        params: Any = {"payment_intent": payment_intent_id, "limit": 100}
+        page = await self.call("disputes.list", self.v1.disputes.list_async(params))
+        return list(page.data)
+
     # --- hosted pages -------------------------------------------------------------------
 
     async def create_checkout_session(

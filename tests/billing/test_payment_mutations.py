@@ -635,7 +635,12 @@ async def test_create_payment_with_a_card_succeeds_at_once(client, db, billing, 
     [intent] = await stripe_intents(billing)
     assert intent.id == transaction["stripePaymentIntentId"] and intent.status == "succeeded"
     assert intent.currency == "eur" and intent.customer == account.stripe_customer_id
-    assert intent.metadata.to_dict() == {"account_id": str(account.id), "kind": "one_time"}
+    # 12.50 at the default 10 credits a currency unit.
+    assert intent.metadata.to_dict() == {
+        "account_id": str(account.id),
+        "kind": "one_time",
+        "credits": "125",
+    }
     [entry] = await rows(db, AuditLogEntry)
     assert (entry.actor, entry.action, entry.account_id) == (
         "user:alice",

@@ -1,10 +1,14 @@
 """Websocket connections: both subprotocols, the token in `connection_init`, its expiry,
 unknown subprotocols, and who may subscribe to what."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from schema.ids import to_global_id
+from services import mirror
 from services.live import UpdateKind
+from tests import factories
 from tests.conftest import error_codes
 from tests.live.support import (
     LEGACY_WS,
@@ -26,6 +30,15 @@ subscription {
 """
 PAYMENT_STATUS = """
 subscription ($id: ID!) { paymentStatus(transactionId: $id) { id status } }
+"""
+ACCESS_UPDATES = """
+subscription {
+  billingUpdates {
+    kind
+    subscription { id status }
+    access { status hasAccess until subscription { id status } }
+  }
+}
 """
 WEBHOOK_EVENTS = "subscription { webhookEvents { id stripeEventId type status } }"
 
@@ -169,3 +182,45 @@ async def test_subscriptions_are_refused_over_http(client, db, token_for):
     assert "websocket" in response.text
     # Queries still work.
     assert (await client.post("/graphql", json={"query": "{ plans { id } }"})).status_code == 200
+
+
+async def test_a_subscription_becoming_active_updates_access(gateway, db, token_for):
+    alice = await customer(db, "alice")
+    plan = await factories.add(db, factories.plan())
+    start = datetime.now(UTC).replace(microsecond=0)
+    stripe_subscription = {
+        "id": "sub_live",
+        "status": "active",
+        "created": int(start.timestamp()),
+        "items": {
+            "data": [
+                {
+                    "quantity": 1,
+                    "current_period_start": int(start.timestamp()),
+                    "current_period_end": int((start + timedelta(days=30)).timestamp()),
+                }
+            ]
+        },
+    }
+    async with LiveClient.connected(gateway) as live:
+        await live.sign_in(token_for("alice"))
+        await live.subscribe(ACCESS_UPDATES)
+        await subscribed(gateway, 1)
+
+        async with db.session() as session, session.begin():
+            row_id = await mirror.upsert_subscription(
+                session, stripe_subscription, alice.id, plan.id, observed_at=start
+            )
+
+        first = (await live.next_data())["billingUpdates"]
+        second = (await live.next_data())["billingUpdates"]
+    subscription_id = to_global_id("Subscription", row_id)
+    assert first["kind"] == "SUBSCRIPTION_UPDATED" and first["access"] is None
+    assert first["subscription"] == {"id": subscription_id, "status": "ACTIVE"}
+    assert second["kind"] == "ACCESS_UPDATED"
+    assert second["access"] == {
+        "status": "ACTIVE",
+        "hasAccess": True,
+        "until": (start + timedelta(days=30)).isoformat(),
+        "subscription": {"id": subscription_id, "status": "ACTIVE"},
+    }

@@ -23,7 +23,9 @@ subscription ($id: ID!) {
   paymentStatus(transactionId: $id) { id status amount { amount } failureCode }
 }
 """
-BILLING_UPDATES = "subscription { billingUpdates { kind transaction { id status } } }"
+BILLING_UPDATES = """
+subscription { billingUpdates { kind creditBalance transaction { id status } } }
+"""
 WEBHOOK_EVENTS = "subscription { webhookEvents { id stripeEventId type status } }"
 
 
@@ -92,13 +94,29 @@ async def test_three_d_secure_payment_settles_live(served, billing, token_for):
         # Settled: the subscription completes by itself.
         assert (await status_client.receive())["type"] == "complete"
 
-        update = (await dashboard.next_data())["billingUpdates"]
-        while update["transaction"]["status"] != "SUCCEEDED":
-            update = (await dashboard.next_data())["billingUpdates"]
-    assert update == {
-        "kind": "PAYMENT_UPDATED",
-        "transaction": {"id": transaction_id, "status": "SUCCEEDED"},
-    }
+        # The dashboard sees the payment settle and the credits it bought (issue 6's grant:
+        # 12.50 USD at 10 credits per dollar), in whichever order they commit.
+        seen: list[dict] = []
+        while not (settled_payment(seen) and credited(seen)):
+            seen.append((await dashboard.next_data())["billingUpdates"])
+    assert settled_payment(seen)["transaction"]["id"] == transaction_id
+    assert credited(seen)["creditBalance"] == "125"
+
+
+def settled_payment(updates: list[dict]) -> dict | None:
+    return next(
+        (
+            update
+            for update in updates
+            if update["kind"] == "PAYMENT_UPDATED"
+            and update["transaction"]["status"] == "SUCCEEDED"
+        ),
+        None,
+    )
+
+
+def credited(updates: list[dict]) -> dict | None:
+    return next((update for update in updates if update["kind"] == "CREDITS_UPDATED"), None)
 
 
 async def test_payment_status_completes_when_three_d_secure_fails(served, billing, token_for):

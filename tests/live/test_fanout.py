@@ -23,7 +23,9 @@ from tests.live.support import (
 )
 
 BILLING_UPDATES = """
-subscription { billingUpdates { kind creditBalance transaction { id description } } }
+subscription {
+  billingUpdates { kind creditBalance transaction { id description } access { status hasAccess } }
+}
 """
 KINDS_ONLY = "subscription { billingUpdates { kind transaction { id } } }"
 
@@ -137,6 +139,7 @@ async def test_the_listener_reconnects_and_resyncs_after_the_database_drops_it(
 
         resync = (await live.next_data())["billingUpdates"]
         assert resync["kind"] == "ACCESS_UPDATED" and resync["creditBalance"] == "0"
+        assert resync["access"] == {"status": "NONE", "hasAccess": False}
         assert bus.listening.is_set()
         # Listening again: later changes arrive as before.
         await announce(db, UpdateKind.PAYMENT_UPDATED, account_id=alice.id, row_id=payment.id)
@@ -200,6 +203,7 @@ async def test_sockets_of_one_account_share_one_stream_per_document(gateway, db,
         expected = {
             "kind": "PAYMENT_UPDATED",
             "creditBalance": None,
+            "access": None,
             "transaction": {
                 "id": to_global_id("PaymentTransaction", payment.id),
                 "description": "shared",

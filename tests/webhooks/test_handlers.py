@@ -133,11 +133,6 @@ async def test_customer_deleted_marks_the_account_and_keeps_the_link(db, billing
     assert subscription is not None and subscription.status.value == remote.status
 
 
-async def test_disputes_are_left_unhandled_for_now(db, billing, api):
-    assert "charge.dispute.created" not in dispatch.HANDLERS
-    assert "charge.dispute.closed" not in dispatch.HANDLERS
-
-
 async def test_a_subscription_to_a_price_not_yet_mirrored_brings_its_plan(db, billing, api):
     product = await billing.stripe.v1.products.create_async({"name": "Team"})
     team = await billing.stripe.v1.prices.create_async(

@@ -4,6 +4,7 @@ from services.webhooks.handlers import (  # noqa: F401 - registers them
     catalog,
     checkout,
     customers,
+    disputes,
     invoices,
     payment_methods,
     payments,

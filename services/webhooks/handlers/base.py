@@ -27,6 +27,11 @@ def obj(event: StripeDict) -> StripeDict:
     return event["data"]["object"]
 
 
+def event_actor(event: StripeDict) -> str:
+    """Who a ledger entry made by this event is from."""
+    return f"stripe:{event['id']}"
+
+
 def event_time(event: StripeDict) -> datetime:
     return datetime.fromtimestamp(event["created"], UTC)
 

@@ -4,10 +4,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Invoice, Subscription
-from services import mirror
+from services import credit_sources, mirror
 from services.stripe.client import StripeApi
 from services.webhooks import dispatch, sync
-from services.webhooks.handlers.base import StripeDict, ambiguous, event_time, lock, obj
+from services.webhooks.handlers.base import (
+    StripeDict,
+    ambiguous,
+    event_actor,
+    event_time,
+    lock,
+    obj,
+)
 
 
 @dispatch.handles(
@@ -21,7 +28,8 @@ from services.webhooks.handlers.base import StripeDict, ambiguous, event_time, l
     "invoice.marked_uncollectible",
 )
 async def invoice_changed(session: AsyncSession, stripe: StripeApi, event: StripeDict) -> None:
-    """Apply the snapshot (or re-read it when ambiguous), then link its payments."""
+    """Apply the snapshot (or re-read it when ambiguous), link its payments, and grant the
+    credits of a paid invoice once."""
     invoice = obj(event)
     await lock(session, invoice["id"])
     account = await mirror.account_for_customer(session, mirror.stripe_id(invoice["customer"]))
@@ -35,6 +43,14 @@ async def invoice_changed(session: AsyncSession, stripe: StripeApi, event: Strip
     await _apply(session, stripe, invoice, account.id, event)
     if subscription_id is not None:
         await sync.settle_latest_invoice(session, subscription_id)
+    await credit_sources.grant_for_invoice(
+        session,
+        stripe,
+        account_id=account.id,
+        invoice_id=invoice["id"],
+        actor=event_actor(event),
+        observed_at=sync.fresh_time(event),
+    )
 
 
 async def _apply(
