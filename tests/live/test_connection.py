@@ -224,3 +224,21 @@ async def test_a_subscription_becoming_active_updates_access(gateway, db, token_
         "until": (start + timedelta(days=30)).isoformat(),
         "subscription": {"id": subscription_id, "status": "ACTIVE"},
     }
+
+
+@BOTH_PROTOCOLS
+async def test_a_too_deep_billing_updates_document_is_refused(gateway, db, token_for, protocol):
+    await customer(db, "alice")
+    nested = "id"
+    for _ in range(8):
+        nested = f"subscription {{ latestInvoice {{ {nested} }} }}"
+    async with LiveClient.connected(gateway, protocol=protocol) as live:
+        await live.sign_in(token_for("alice"))
+        await live.subscribe(f"subscription {{ billingUpdates {{ invoice {{ {nested} }} }} }}")
+
+        refusal = await live.receive()
+
+    assert refusal["type"] == "error"
+    errors = refusal["payload"] if protocol == TRANSPORT_WS else [refusal["payload"]]
+    assert [error["extensions"]["code"] for error in errors] == ["QUERY_TOO_COMPLEX"]
+    assert gateway.app.state.live_bus.subscriber_count() == 0
