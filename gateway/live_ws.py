@@ -3,8 +3,9 @@
 Both `graphql-transport-ws` and the legacy `graphql-ws` are served by Strawberry's
 handlers; this adds authentication (a missing or bad token is refused with the protocol's
 rejection: 4403 for graphql-transport-ws, `connection_error` then close for graphql-ws),
-a timer that closes the socket when the token expires, and the close of a subscriber that
-falls too far behind."""
+a timer that closes the socket when the token expires, the close of a subscriber that
+falls too far behind, lone `billingUpdates` subscriptions on shared streams
+(gateway/live_streams.py), and the refusal of subscriptions over plain HTTP."""
 
 import asyncio
 import contextlib
@@ -12,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from cross_web import HTTPException
+from cross_web import HTTPException  # what Strawberry's router answers as an HTTP status
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
