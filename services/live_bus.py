@@ -106,9 +106,7 @@ class LiveSubscription:
 class LiveBus:
     """Listens on the update and inbox channels and fans each change out to subscribers."""
 
-    def __init__(
-        self, database: Database, *, queue_size: int, grace_days: int
-    ) -> None:
+    def __init__(self, database: Database, *, queue_size: int, grace_days: int) -> None:
         self.database = database
         self.queue_size = queue_size
         self.grace_days = grace_days
