@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from db.models import Invoice, InvoiceStatus, Subscription, SubscriptionStatus
 from schema.ids import to_global_id
 from services import mirror
 from services.live import UpdateKind
@@ -242,3 +243,76 @@ async def test_a_too_deep_billing_updates_document_is_refused(gateway, db, token
     errors = refusal["payload"] if protocol == TRANSPORT_WS else [refusal["payload"]]
     assert [error["extensions"]["code"] for error in errors] == ["QUERY_TOO_COMPLEX"]
     assert gateway.app.state.live_bus.subscriber_count() == 0
+
+
+RELATIONS = """
+subscription {
+  billingUpdates {
+    kind
+    invoice { number subscription { stripeSubscriptionId plan { productName } } }
+    paymentMethod { last4 isDefault }
+  }
+}
+"""
+
+
+async def test_updates_resolve_their_relations(gateway, db, token_for):
+    alice = await customer(db, "alice", default_payment_method_stripe_id="pm_live_default")
+    plan = await factories.add(db, factories.plan(product_name="Pro"))
+    method = await factories.add(
+        db, factories.payment_method(alice.id, stripe_payment_method_id="pm_live_default")
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    subscription = await factories.add(
+        db,
+        Subscription(
+            stripe_subscription_id="sub_related",
+            account_id=alice.id,
+            plan_id=plan.id,
+            status=SubscriptionStatus.ACTIVE,
+            quantity=1,
+            current_period_start=now,
+            current_period_end=now + timedelta(days=30),
+            stripe_created_at=now,
+        ),
+    )
+    invoice = await factories.add(
+        db,
+        Invoice(
+            stripe_invoice_id="in_related",
+            account_id=alice.id,
+            subscription_stripe_id=subscription.stripe_subscription_id,
+            number="INV-7",
+            status=InvoiceStatus.PAID,
+            currency="usd",
+            subtotal=2900,
+            total=2900,
+            amount_due=2900,
+            amount_paid=2900,
+            amount_remaining=0,
+            stripe_created_at=now,
+        ),
+    )
+    async with LiveClient.connected(gateway) as live:
+        await live.sign_in(token_for("alice"))
+        await live.subscribe(RELATIONS)
+        await subscribed(gateway, 1)
+
+        await announce(db, UpdateKind.INVOICE_UPDATED, account_id=alice.id, row_id=invoice.id)
+        await announce(db, UpdateKind.PAYMENT_METHOD_UPDATED, account_id=alice.id, row_id=method.id)
+
+        invoiced = (await live.next_data())["billingUpdates"]
+        carded = (await live.next_data())["billingUpdates"]
+    assert invoiced == {
+        "kind": "INVOICE_UPDATED",
+        "invoice": {
+            "number": "INV-7",
+            "subscription": {"stripeSubscriptionId": "sub_related", "plan": {"productName": "Pro"}},
+        },
+        "paymentMethod": None,
+    }
+    assert carded == {
+        "kind": "PAYMENT_METHOD_UPDATED",
+        "invoice": None,
+        "paymentMethod": {"last4": "4242", "isDefault": True},
+    }
