@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from db.database import Database
 from db.models import (
@@ -110,6 +110,12 @@ class LiveBus:
         self.database = database
         self.queue_size = queue_size
         self.grace_days = grace_days
+        # Reads only, each seeing what is committed: no BEGIN and ROLLBACK round trips
+        # between a commit and its subscribers.
+        self._reads = async_sessionmaker(
+            database.engine.execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False,
+        )
         self._by_account: dict[int, set[LiveSubscription]] = {}
         self._admins: set[LiveSubscription] = set()
         # Inbox NOTIFYs carry no id: admins get the events received after this row id.
@@ -242,7 +248,7 @@ class LiveBus:
         account_id = notice.get("account")
         if not isinstance(account_id, int) or not self._by_account.get(account_id):
             return  # nobody here listens to this account: nothing is loaded
-        async with self.database.session() as session:
+        async with self._reads() as session:
             update = await load_update(
                 session,
                 kind=kind,
@@ -256,7 +262,7 @@ class LiveBus:
     async def _deliver_webhook_events(self, row_id: int | None) -> None:
         if not self._admins:
             return
-        async with self.database.session() as session:
+        async with self._reads() as session:
             if row_id is None:  # received: every event stored since the last one sent
                 query = select(StripeEvent).where(StripeEvent.id > self._seen_event_id)
             else:  # settled: that event
@@ -275,7 +281,7 @@ class LiveBus:
 
     async def _resync_all(self) -> None:
         for account_id in list(self._by_account):
-            async with self.database.session() as session:
+            async with self._reads() as session:
                 update = await load_update(
                     session,
                     kind=UpdateKind.ACCESS_UPDATED,
@@ -290,7 +296,7 @@ class LiveBus:
             await self._deliver_webhook_events(None)
 
     async def _newest_event_id(self) -> int:
-        async with self.database.session() as session:
+        async with self._reads() as session:
             return await session.scalar(select(func.coalesce(func.max(StripeEvent.id), 0))) or 0
 
 
