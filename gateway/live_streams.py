@@ -11,9 +11,11 @@ its own way). Only a lone `billingUpdates` root field qualifies; every other ope
 runs on Strawberry's own per-operation path."""
 
 import asyncio
+import copy
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -83,7 +85,7 @@ LEGACY_WS_FRAMING = Framing("data", first_error_only=True)
 class Member:
     """One socket's operation on a shared stream: its queue of encoded payloads."""
 
-    __slots__ = ("_close_lagging", "_framing", "_prefix", "_queue", "_send_text")
+    __slots__ = ("_framing", "_prefix", "_queue", "_send_text", "close_lagging")
 
     def __init__(
         self,
@@ -97,14 +99,14 @@ class Member:
         self._framing = framing
         self._queue: asyncio.Queue[Any] = asyncio.Queue(size)
         self._send_text = send_text
-        self._close_lagging = close_lagging
+        self.close_lagging = close_lagging
 
     def offer(self, item: Any) -> bool:
         """Queue without waiting; False (and the socket closed) when it fell too far behind."""
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
-            self._close_lagging()
+            self.close_lagging()
             return False
         return True
 
@@ -128,6 +130,14 @@ class Member:
         await self._send_text(self._prefix + '"complete"}')
 
 
+@dataclass(frozen=True)
+class StreamConnection:
+    """What the subscription resolvers use of a connection, for a shared stream."""
+
+    bus: Any
+    close_lagging: Callable[[], None]
+
+
 class SharedStream:
     """One Strawberry stream whose results every member receives, encoded once."""
 
@@ -141,10 +151,21 @@ class SharedStream:
     def start(
         self, schema: Any, query: str, variables: Any, operation_name: Any, context: Any
     ) -> None:
+        """Run the stream with a copy of the first member's context whose connection is the
+        stream's own: it outlives that member, and falling behind closes every member."""
+        stream_context = copy.copy(context)
+        stream_context.live = StreamConnection(context.live.bus, self._close_all_lagging)
         source = schema.stream(
-            query, variable_values=variables, context_value=context, operation_name=operation_name
+            query,
+            variable_values=variables,
+            context_value=stream_context,
+            operation_name=operation_name,
         )
         self.task = asyncio.create_task(self._run(source), name="live-shared-stream")
+
+    def _close_all_lagging(self) -> None:
+        for member in list(self.members):
+            member.close_lagging()
 
     async def _run(self, pending_source: Any) -> None:
         try:

@@ -23,12 +23,14 @@ from services.errors import DomainError, NotFound
 from services.live_bus import LiveUpdate
 
 if TYPE_CHECKING:
+    from gateway.live_streams import StreamConnection
     from gateway.live_ws import LiveConnection
 
 SETTLED_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED)
 
 
-def _connection(info: strawberry.Info) -> "LiveConnection":
+def _connection(info: strawberry.Info) -> "LiveConnection | StreamConnection":
+    """The socket's connection, or the shared stream's (gateway/live_streams.py)."""
     live = info.context.live
     assert live is not None, "the router serves subscriptions over websockets only"
     return live
