@@ -12,13 +12,15 @@ from fastapi.responses import JSONResponse
 from db.database import Database, open_database
 from db.migrate import current_revision, head_revision, upgrade
 from gateway.auth import TokenVerifier
-from gateway.graphiql import GatewayGraphQLRouter, mount_graphiql_assets
+from gateway.graphiql import mount_graphiql_assets
+from gateway.live_ws import GatewayRouter
 from gateway.settings import Settings
 from gateway.webhooks import WebhookRoute, webhook_endpoint
 from resolvers.context import context_getter
 from schema.schema import build_schema
 from services import catalog
 from services.errors import DomainError
+from services.live_bus import LiveBus
 from services.stripe.client import StripeApi
 from services.webhooks.worker import worker_for
 
@@ -56,6 +58,12 @@ def create_app(
                 app.state.stripe = StripeApi(settings, sandbox.url)
             if sync_catalog:
                 await _sync_catalog(app.state.database, app.state.stripe)
+            app.state.live_bus = LiveBus(
+                app.state.database,
+                queue_size=settings.live_queue_size,
+                grace_days=settings.billing_grace_days,
+            )
+            stack.push_async_callback(app.state.live_bus.start().stop)
             if start_worker:
                 worker = worker_for(
                     database=app.state.database, stripe=app.state.stripe, settings=settings
@@ -80,12 +88,15 @@ def create_app(
     app.state.head_revision = head_revision()
 
     app.add_middleware(WebhookRoute, endpoint=webhook_endpoint(settings))
-    graphql = GatewayGraphQLRouter(
+    verifier = TokenVerifier(settings)
+    graphql = GatewayRouter(
         build_schema(),
         graphql_ide=None if settings.is_production else "graphiql",
-        context_getter=context_getter(settings, TokenVerifier(settings)),
+        context_getter=context_getter(settings, verifier),
+        verifier=verifier,
     )
     app.include_router(graphql, prefix="/graphql")
+    app.state.shared_streams = graphql.shared_streams
     if not settings.is_production:
         mount_graphiql_assets(app)
 

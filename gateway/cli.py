@@ -96,6 +96,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.live_ws import WS_PER_MESSAGE_DEFLATE
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -111,7 +112,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         sync_catalog=True,
         start_worker=settings.webhook_worker_in_process,
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="info", ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE
+    )
+    server = uvicorn.Server(config)
     print(_banner(settings, host, port), flush=True)
     # uvicorn re-raises the signal that stopped it; SIGTERM must unwind like Ctrl-C so that
     # the embedded database is stopped on the way out.

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     webhook_worker_concurrency: int = 4
     # `serve` runs a worker in the process unless workers run as `billing-gateway worker`.
     webhook_worker_in_process: bool = True
+    # Live updates: how many updates a websocket subscriber may leave unread before it is
+    # closed as too slow.
+    live_queue_size: int = 64
 
     # Credits: what a one-time payment buys per major unit of its currency (1 USD, 1 EUR,
     # 1 JPY), and how many days a past-due subscription keeps access.
@@ -105,6 +108,8 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "WEBHOOK_POLL_SECONDS must be positive, WEBHOOK_RETRY_BASE_SECONDS not negative"
             )
+        if self.live_queue_size < 1:
+            raise ConfigurationError("LIVE_QUEUE_SIZE must be at least 1")
         for name, value in (
             ("CREDITS_PER_CURRENCY_UNIT", self.credits_per_currency_unit),
             ("BILLING_GRACE_DAYS", self.billing_grace_days),

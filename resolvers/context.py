@@ -2,8 +2,9 @@
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
 from db.database import Database
@@ -24,6 +25,8 @@ class RequestContext(BaseContext):
     principal: Principal | None
     auth_error: str | None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # A websocket's connection once `connection_init` authenticated it (gateway/live_ws.py).
+    live: Any = None
     _account: Account | None = None
 
     def __post_init__(self) -> None:
@@ -44,21 +47,23 @@ class RequestContext(BaseContext):
 
 
 def context_getter(settings: Settings, verifier: TokenVerifier):
-    """The per-request context; the database is the one the app's lifespan opened."""
+    """The per-request (or per-websocket) context; the database is the lifespan's."""
 
-    async def get_context(request: Request) -> RequestContext:
+    async def get_context(connection: HTTPConnection) -> RequestContext:
         principal, auth_error = None, None
-        try:
-            token = bearer_token(request.headers.get("authorization"))
-            if token is not None:
-                principal = verifier.verify(token)
-        except AuthError as exc:
-            auth_error = str(exc)
+        # A websocket authenticates with its `connection_init` payload instead.
+        if connection.scope["type"] == "http":
+            try:
+                token = bearer_token(connection.headers.get("authorization"))
+                if token is not None:
+                    principal = verifier.verify(token)
+            except AuthError as exc:
+                auth_error = str(exc)
         return RequestContext(
             settings=settings,
-            database=request.app.state.database,
-            stripe=request.app.state.stripe,
-            loaders=Loaders.create(request.app.state.database),
+            database=connection.app.state.database,
+            stripe=connection.app.state.stripe,
+            loaders=Loaders.create(connection.app.state.database),
             principal=principal,
             auth_error=auth_error,
         )

@@ -6,6 +6,7 @@ import strawberry
 from graphql import print_schema
 from strawberry.schema.config import StrawberryConfig
 
+from resolvers.live import LiveUpdates
 from resolvers.mutation import Mutation
 from resolvers.query import Query
 from schema.billing import Customer, PaymentMethod, Plan
@@ -21,6 +22,7 @@ def build_schema() -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=LiveUpdates,
         types=[Plan, Customer, PaymentMethod, UserError],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[MaskInternalErrors, partial(QueryLimits, budgets=budgets)],

@@ -3,7 +3,8 @@
 Mutations call these with what Stripe just answered (write-through), and the webhook
 handlers with what events carry; both land on the same rows. `observed_at` is when the
 object was seen as it is: a row changes only when what arrives is at least as new as
-what it holds, so an old event never overwrites newer state."""
+what it holds, so an old event never overwrites newer state. Each applied change of a
+customer's object is published (services/live.py) in the same transaction."""
 
 from datetime import UTC, datetime
 from functools import cache
@@ -23,8 +24,17 @@ from db.models import (
     Plan,
     Subscription,
 )
+from services.live import UpdateKind, publish
 
 StripeDict = dict[str, Any]
+
+# The live update each mirrored table announces when a change to one of its rows applied.
+UPDATE_KINDS: dict[type[models.Base], UpdateKind] = {
+    Subscription: UpdateKind.SUBSCRIPTION_UPDATED,
+    Invoice: UpdateKind.INVOICE_UPDATED,
+    PaymentTransaction: UpdateKind.PAYMENT_UPDATED,
+    PaymentMethod: UpdateKind.PAYMENT_METHOD_UPDATED,
+}
 
 
 def timestamp(value: int | None) -> datetime | None:
@@ -80,6 +90,10 @@ async def _upsert_applied(
     ).returning(table.c.id)
     row_id = await session.scalar(upsert)
     if row_id is not None:
+        if model in UPDATE_KINDS:
+            await publish(
+                session, UPDATE_KINDS[model], account_id=values["account_id"], row_id=row_id
+            )
         return row_id, True
     existing = await session.scalar(select(table.c.id).where(table.c[key] == values[key]))
     assert existing is not None, "a conflicting row exists"
@@ -197,9 +211,16 @@ async def upsert_subscription(
         "default_payment_method_stripe_id": stripe_id(subscription.get("default_payment_method")),
         "stripe_created_at": timestamp(subscription["created"]),
     }
-    return await _upsert(
+    status_before = await session.scalar(
+        select(Subscription.status).where(Subscription.stripe_subscription_id == subscription["id"])
+    )
+    row_id, applied = await _upsert_applied(
         session, Subscription, "stripe_subscription_id", values, observed_at, event_id
     )
+    if applied and values["status"] != status_before:
+        # Access follows the subscription's status: announce it only when that moved.
+        await publish(session, UpdateKind.ACCESS_UPDATED, account_id=account_id, row_id=row_id)
+    return row_id
 
 
 def subscription_price_id(subscription: StripeDict) -> str:

@@ -93,3 +93,12 @@ def test_credit_and_grace_settings_are_read_and_checked(environment, monkeypatch
         with pytest.raises(ConfigurationError, match=variable):
             Settings()
         monkeypatch.setenv(variable, "1")
+
+
+def test_the_live_queue_size_is_read_and_checked(environment, monkeypatch):
+    environment({"LIVE_QUEUE_SIZE": "8"})
+    assert Settings().live_queue_size == 8
+
+    monkeypatch.setenv("LIVE_QUEUE_SIZE", "0")
+    with pytest.raises(ConfigurationError, match="LIVE_QUEUE_SIZE"):
+        Settings()

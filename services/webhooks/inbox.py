@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.database import Database
 from db.models import StripeEvent, WebhookEventStatus
 from services.errors import NotFound
+from services.live import UpdateKind, publish
 from services.pagination import Page, paginate
 from services.stripe.client import StripeApi
 from services.webhooks import dispatch
@@ -138,6 +139,7 @@ async def process_next_event(
             await session.execute(_failed(event_id, attempts + 1, error, policy))
         else:
             await session.execute(_settled(event_id, applied))
+        await publish(session, UpdateKind.WEBHOOK_EVENT, account_id=None, row_id=event_id)
     return True
 
 

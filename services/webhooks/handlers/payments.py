@@ -5,6 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PaymentTransaction
 from services import credit_sources, mirror
+from services.live import UpdateKind, publish
 from services.stripe.client import StripeApi
 from services.webhooks import dispatch, sync
 from services.webhooks.handlers.base import (
@@ -79,6 +80,7 @@ async def charge_changed(session: AsyncSession, stripe: StripeApi, event: Stripe
                 updated_at=func.now(),
             )
         )
+        await publish(session, UpdateKind.PAYMENT_UPDATED, account_id=account.id, row_id=row.id)
     if event["type"] == "charge.refunded" and intent_id is not None:
         await credit_sources.settle_reversals(
             session, stripe, account_id=account.id, intent_id=intent_id, actor=event_actor(event)
