@@ -24,7 +24,7 @@ log = logging.getLogger("billing_gateway.webhooks.inbox")
 CHANNEL = "stripe_events"
 MAX_ERROR_CHARS = 2000
 # Events stored within this long share one NOTIFY; workers see them this much later.
-COALESCE_SECONDS = 0.01
+COALESCE_SECONDS = 0.002
 
 
 @dataclass(frozen=True)
