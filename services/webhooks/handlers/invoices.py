@@ -1,9 +1,9 @@
 """invoice.*: an invoice's status and amounts, and the payments that pay it."""
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Invoice, Subscription
+from db.models import Invoice, PaymentStatus, PaymentTransaction, Subscription
 from services import credit_sources, mirror
 from services.stripe.client import StripeApi
 from services.webhooks import dispatch, sync
@@ -14,6 +14,13 @@ from services.webhooks.handlers.base import (
     event_time,
     lock,
     obj,
+)
+
+PAYMENT_EVENTS = (
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
 )
 
 
@@ -69,10 +76,31 @@ async def _apply(
     await mirror.upsert_invoice(
         session, invoice, account_id, observed_at=event_time(event), event_id=event["id"]
     )
-    if invoice["status"] != "draft":
+    if await _may_bring_payments(session, invoice, event):
         # Event snapshots leave out `payments` (an includable field); only a read has them.
         fetched = (await stripe.retrieve_invoice(invoice["id"])).to_dict()
         await sync.link_payments(session, stripe, fetched, account_id, sync.fresh_time(event))
+
+
+async def _may_bring_payments(
+    session: AsyncSession, invoice: StripeDict, event: StripeDict
+) -> bool:
+    """Whether the invoice may have payments the mirror has not linked to it yet.
+
+    Every payment attempt is announced by one of PAYMENT_EVENTS, so the others bring none;
+    nor does a paid invoice whose linked, succeeded payments already cover what it was paid
+    (the second of invoice.paid and invoice.payment_succeeded). Only then is Stripe read."""
+    if event["type"] not in PAYMENT_EVENTS:
+        return False
+    if invoice["status"] != "paid":
+        return True
+    covered = await session.scalar(
+        select(func.coalesce(func.sum(PaymentTransaction.amount), 0)).where(
+            PaymentTransaction.invoice_stripe_id == invoice["id"],
+            PaymentTransaction.status == PaymentStatus.SUCCEEDED,
+        )
+    )
+    return (covered or 0) < invoice["amount_paid"]
 
 
 async def _ensure_subscription(
