@@ -23,11 +23,14 @@ from db.models import (
     PaymentStatus,
     PaymentTransaction,
     Plan,
+    StripeEvent,
 )
 from services import credits, mirror
 from services.credits import Posting
 from services.stripe.client import StripeApi
 from services.webhooks import sync
+
+DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.closed")
 
 
 async def grant_for_invoice(
@@ -112,9 +115,30 @@ async def _grant(
         select(PaymentTransaction.stripe_payment_intent_id).where(paid_by)
     )
     for intent_id in intents.all():
-        await settle_reversals(
-            session, stripe, account_id=account_id, intent_id=intent_id, actor=actor
+        if await _may_be_reversed(session, intent_id):
+            await settle_reversals(
+                session, stripe, account_id=account_id, intent_id=intent_id, actor=actor
+            )
+
+
+async def _may_be_reversed(session: AsyncSession, intent_id: str) -> bool:
+    """Whether a refund or dispute of the payment may have been applied before this grant.
+
+    Only then is Stripe read (under the wallet lock, which spends wait on). Otherwise each
+    refund or dispute is still to be applied: its charge.refunded or charge.dispute.* event
+    comes after this grant commits (they wait on the wallet lock), and settles it then."""
+    refunded = await session.scalar(
+        select(PaymentTransaction.amount_refunded).where(
+            PaymentTransaction.stripe_payment_intent_id == intent_id
         )
+    )
+    if refunded:
+        return True
+    disputed = select(StripeEvent.id).where(
+        StripeEvent.type.in_(DISPUTE_EVENTS),
+        StripeEvent.payload["data"]["object"]["payment_intent"].astext == intent_id,
+    )
+    return bool(await session.scalar(select(disputed.exists())))
 
 
 async def settle_reversals(

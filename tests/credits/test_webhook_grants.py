@@ -2,6 +2,7 @@
 payments grant once, refunds and disputes reverse, whatever the order and however often the
 events come (applied one transaction each, as the worker does)."""
 
+import json
 import random
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from db.models import Account
 from services.stripe.client import StripeApi
+from services.webhooks import inbox
 from tests.conftest import graphql
 from tests.credits.support import wallet
 from tests.webhooks import lifecycles
@@ -293,7 +295,13 @@ async def test_a_dispute_of_a_payment_not_mirrored_yet_is_settled_when_the_grant
     events = await events_of(billing, customer_id)
     await lifecycles.clear_mirror(db)  # as if no event of the payment had come yet
 
-    await apply_all(db, api, of_type(events, "charge.dispute.created"))
+    # As the worker sees it: the dispute's event is in the inbox when it is applied.
+    listed = await billing.stripe.v1.events.list_async({"type": "charge.dispute.created"})
+    opened = [event.to_dict() for event in listed.data if event.data.object.id == disputed]
+    assert len(opened) == 1
+    for event in opened:
+        await inbox.store_event(database=db, event=event, payload=json.dumps(event))
+    await apply_all(db, api, opened)
     before_grant = await wallet(db, await account_of(db, customer_id))
     await apply_all(db, api, of_type(events, "payment_intent.succeeded"))
 
