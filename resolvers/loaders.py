@@ -10,6 +10,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from db.database import Database
 from db.models import Account, Invoice, InvoiceLine, PaymentMethod, Plan, Subscription
+from services import invoices, subscriptions
+from services.errors import DomainError
 
 
 def _rows_by(
@@ -41,6 +43,37 @@ def _lines_by_invoice(database: Database) -> Callable[[Sequence[int]], Any]:
     return load
 
 
+# A connection's arguments below a list of parents: (parent id, first, after, statuses).
+PageKey = tuple[int, int | None, str | None, tuple[str, ...] | None]
+
+
+def _pages_by_account(database: Database, pages_for_accounts: Callable[..., Any]) -> Any:
+    """Pages of each account's rows: keys asking the same page share one service call."""
+
+    async def load(keys: Sequence[PageKey]) -> list[Any]:
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for account_id, *arguments in keys:
+            groups.setdefault(tuple(arguments), []).append(account_id)
+        pages: dict[PageKey, Any] = {}
+        async with database.session() as session:
+            for (first, after, statuses), account_ids in groups.items():
+                try:
+                    found = await pages_for_accounts(
+                        session=session,
+                        account_ids=account_ids,
+                        statuses=statuses,
+                        first=first,
+                        after=after,
+                    )
+                except DomainError as error:  # aiodataloader raises it from each load
+                    found = dict.fromkeys(account_ids, error)
+                for account_id, page in found.items():
+                    pages[(account_id, first, after, statuses)] = page
+        return [pages[key] for key in keys]
+
+    return load
+
+
 @dataclass(frozen=True)
 class Loaders:
     account_by_id: DataLoader
@@ -49,6 +82,8 @@ class Loaders:
     subscription_by_stripe_id: DataLoader
     invoice_by_stripe_id: DataLoader
     lines_by_invoice_id: DataLoader
+    subscription_pages_by_account: DataLoader
+    invoice_pages_by_account: DataLoader
 
     @classmethod
     def create(cls, database: Database) -> "Loaders":
@@ -62,4 +97,10 @@ class Loaders:
             subscription_by_stripe_id=by(Subscription, Subscription.stripe_subscription_id),
             invoice_by_stripe_id=by(Invoice, Invoice.stripe_invoice_id),
             lines_by_invoice_id=DataLoader(_lines_by_invoice(database)),
+            subscription_pages_by_account=DataLoader(
+                _pages_by_account(database, subscriptions.pages_for_accounts)
+            ),
+            invoice_pages_by_account=DataLoader(
+                _pages_by_account(database, invoices.pages_for_accounts)
+            ),
         )

@@ -1,13 +1,17 @@
 """Billing types that mirror rows: each has `from_model`, and relations load through loaders."""
 
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
 from db import models
-from schema.common import Money, Node
+from resolvers.connections import connection_of, query_error
+from schema.common import Connection, Money, Node
 from schema.ids import to_global_id
 from schema.scalars import BigInt
+from services.errors import DomainError
+from services.pagination import Page
 
 # The mirror's enums are the GraphQL enums: member names are the GraphQL values.
 for _enum in (
@@ -111,6 +115,30 @@ class Customer(Node):
             return None
         return PaymentMethod.from_model(row, is_default=True)
 
+    @strawberry.field(description="The customer's subscriptions, newest first.")
+    async def subscriptions(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: list[models.SubscriptionStatus] | None = None,
+    ) -> Connection["Subscription"]:
+        loader = info.context.loaders.subscription_pages_by_account
+        page = await _page(loader, _page_key(self.account_id, first, after, status))
+        return connection_of(page, Subscription.from_model)
+
+    @strawberry.field(description="The customer's invoices, newest first.")
+    async def invoices(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: list[models.InvoiceStatus] | None = None,
+    ) -> Connection["Invoice"]:
+        loader = info.context.loaders.invoice_pages_by_account
+        page = await _page(loader, _page_key(self.account_id, first, after, status))
+        return connection_of(page, Invoice.from_model)
+
     @classmethod
     def from_model(cls, row: models.Account) -> "Customer":
         return cls(
@@ -123,6 +151,20 @@ class Customer(Node):
             account_id=row.id,
             default_payment_method_stripe_id=row.default_payment_method_stripe_id,
         )
+
+
+def _page_key(
+    account_id: int, first: int | None, after: str | None, statuses: list[Any] | None
+) -> tuple[Any, ...]:
+    return (account_id, first, after, tuple(sorted(statuses)) if statuses else None)
+
+
+async def _page(loader: Any, key: tuple[Any, ...]) -> Page[Any]:
+    """A loader's page; a refused argument (aiodataloader raises it) becomes a query error."""
+    try:
+        return await loader.load(key)
+    except DomainError as error:
+        raise query_error(error) from error
 
 
 @strawberry.type

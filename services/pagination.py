@@ -3,13 +3,14 @@
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select, func, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from services.errors import InvalidInput
 
@@ -76,3 +77,55 @@ async def paginate(
         encode_cursor(getattr(row, sort_column.key), getattr(row, id_column.key)) for row in rows
     ]
     return Page(rows, cursors, has_next, after is not None, total or 0)
+
+
+async def paginate_each(
+    *,
+    session: AsyncSession,
+    query: Select[Any],
+    parent_column: InstrumentedAttribute[int],
+    parent_ids: Sequence[int],
+    sort_column: InstrumentedAttribute[datetime],
+    id_column: InstrumentedAttribute[int],
+    first: int | None,
+    after: str | None,
+) -> dict[int, Page[Any]]:
+    """The same page of `query` for each parent, in two statements whatever their number.
+
+    A window function numbers each parent's rows past the cursor, newest first, so one
+    statement returns every parent's first `first + 1` rows; a second counts them all."""
+    size = page_size(first)
+    past_cursor = (
+        tuple_(sort_column, id_column) < tuple_(*decode_cursor(after))
+        if after is not None
+        else true()
+    )
+    owned = query.where(parent_column.in_(parent_ids))
+    everything = owned.subquery()
+    parent_of = everything.c[parent_column.key]
+    counted = select(parent_of, func.count()).group_by(parent_of)
+    totals: dict[int, int] = {parent: count for parent, count in await session.execute(counted)}
+    position = func.row_number().over(
+        partition_by=parent_column, order_by=(sort_column.desc(), id_column.desc())
+    )
+    ranked = owned.where(past_cursor).add_columns(position.label("position")).subquery()
+    entity = aliased(query.column_descriptions[0]["entity"], ranked)
+    window = (
+        select(entity)
+        .where(ranked.c.position <= size + 1)
+        .order_by(ranked.c[parent_column.key], ranked.c.position)
+    )
+    by_parent: dict[int, list[Any]] = {parent_id: [] for parent_id in parent_ids}
+    for row in (await session.scalars(window)).all():
+        by_parent[getattr(row, parent_column.key)].append(row)
+    pages = {}
+    for parent_id, rows in by_parent.items():
+        shown = rows[:size]
+        cursors = [
+            encode_cursor(getattr(row, sort_column.key), getattr(row, id_column.key))
+            for row in shown
+        ]
+        pages[parent_id] = Page(
+            shown, cursors, len(rows) > size, after is not None, totals.get(parent_id, 0)
+        )
+    return pages
