@@ -33,6 +33,11 @@ class RequestContext(BaseContext):
         """The caller's billing account, created on first sight; call after authorization."""
         assert self.principal is not None, "account() needs an authenticated caller"
         if self._account is None:
+            async with self.database.read_session() as session:
+                self._account = await accounts.find_account(
+                    session=session, user_id=self.principal.user_id
+                )
+        if self._account is None:
             async with self.database.session() as session:
                 self._account = await accounts.ensure_account(
                     session=session,

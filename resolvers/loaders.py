@@ -18,7 +18,7 @@ def _rows_by(
     database: Database, entity: type[Any], column: InstrumentedAttribute[Any]
 ) -> Callable[[Sequence[Any]], Any]:
     async def load(keys: Sequence[Any]) -> list[Any]:
-        async with database.session() as session:
+        async with database.read_session() as session:
             rows = (await session.scalars(select(entity).where(column.in_(keys)))).all()
         by_key = {getattr(row, column.key): row for row in rows}
         return [by_key.get(key) for key in keys]
@@ -33,7 +33,7 @@ def _lines_by_invoice(database: Database) -> Callable[[Sequence[int]], Any]:
             .where(InvoiceLine.invoice_id.in_(invoice_ids))
             .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
         )
-        async with database.session() as session:
+        async with database.read_session() as session:
             rows = (await session.scalars(query)).all()
         by_invoice: dict[int, list[InvoiceLine]] = {invoice_id: [] for invoice_id in invoice_ids}
         for row in rows:
@@ -55,7 +55,7 @@ def _pages_by_account(database: Database, pages_for_accounts: Callable[..., Any]
         for account_id, *arguments in keys:
             groups.setdefault(tuple(arguments), []).append(account_id)
         pages: dict[PageKey, Any] = {}
-        async with database.session() as session:
+        async with database.read_session() as session:
             for (first, after, statuses), account_ids in groups.items():
                 try:
                     found = await pages_for_accounts(

@@ -88,7 +88,9 @@ async def customer_with_billing(
     lines each, and a succeeded payment of each invoice: one transaction, ids from one flush."""
     now = created_at or datetime.now(UTC)
     async with database.session() as session, session.begin():
-        account = Account(user_id=user_id, email=f"{user_id}@example.com", name=user_id.title())
+        account = Account(
+            user_id=user_id, email=f"{user_id}@example.com", name=user_id.title(), created_at=now
+        )
         session.add(account)
         await session.flush()
         saved = [payment_method(account.id, stripe_created_at=now) for _ in range(cards)]
