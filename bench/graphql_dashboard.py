@@ -565,7 +565,7 @@ def drive(port: int, requests: list[tuple[str, str]], connections: int, seconds:
     script, listing = work / "post.lua", work / "requests.txt"
     script.write_text(WRK_SCRIPT)
     listing.write_text("".join(f"{token}\n{body}\n" for token, body in requests))
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "--latency", "-s", str(script),
                f"http://127.0.0.1:{port}", "--", str(listing)]  # fmt: skip
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     assert "Non-2xx" not in output, output

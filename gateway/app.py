@@ -1,4 +1,5 @@
-"""create_app(): the HTTP process: /graphql, /webhooks/stripe, /healthz and /readyz."""
+"""create_app(): the HTTP process: /graphql, /webhooks/stripe, /invoices/{id}/pdf, /healthz
+and /readyz."""
 
 import asyncio
 import gc
@@ -13,6 +14,7 @@ from db.database import Database, open_database
 from db.migrate import current_revision, head_revision, upgrade
 from gateway.auth import TokenVerifier
 from gateway.graphiql import GatewayGraphQLRouter, mount_graphiql_assets
+from gateway.invoices import invoice_pdf_router
 from gateway.settings import Settings
 from gateway.webhooks import webhook_router
 from resolvers.context import context_getter
@@ -72,13 +74,15 @@ def create_app(
     app.state.stripe = StripeApi(settings, settings.stripe_api_base)
     app.state.head_revision = head_revision()
 
+    verifier = TokenVerifier(settings)
     graphql = GatewayGraphQLRouter(
         build_schema(),
         graphql_ide=None if settings.is_production else "graphiql",
-        context_getter=context_getter(settings, TokenVerifier(settings)),
+        context_getter=context_getter(settings, verifier),
     )
     app.include_router(graphql, prefix="/graphql")
     app.include_router(webhook_router(settings))
+    app.include_router(invoice_pdf_router(settings, verifier))
     if not settings.is_production:
         mount_graphiql_assets(app)
 

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     stripe_webhook_secrets: Annotated[list[SecretStr], NoDecode] = []
     stripe_api_base: str | None = None
 
+    # The seller printed on invoices the gateway renders (lines separated by "\n").
+    invoice_seller: str = "billing-gateway"
+
     # GraphQL guard rails (schema/limits.py). A request's cost is the static estimate of the
     # objects it may return; each caller's budget refills continuously up to its capacity.
     graphql_max_tokens: int = 2000

@@ -80,6 +80,7 @@ async def monthly_recurring_revenue(*, session: AsyncSession) -> Amounts:
     )
     exact: dict[str, Fraction] = {}
     for currency, interval, interval_count, amount, quantity in await session.execute(query):
+        assert interval is not None and interval_count is not None, "subscriptions are to plans"
         per_month = Fraction(amount * quantity) / (MONTHS_PER_INTERVAL[interval] * interval_count)
         exact[currency] = exact.get(currency, Fraction(0)) + per_month
     return {currency: _round_half_up(total) for currency, total in sorted(exact.items())}

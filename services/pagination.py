@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, func, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.orm import InstrumentedAttribute
 
 from services.errors import InvalidInput
 
@@ -70,7 +70,7 @@ async def paginate(
     if after is not None:
         window = window.where(tuple_(sort_column, id_column) < tuple_(*decode_cursor(after)))
     window = window.order_by(sort_column.desc(), id_column.desc()).limit(size + 1)
-    rows = list((await session.scalars(window)).all())
+    rows = list((await session.execute(_as_rows(window))).all())
     has_next = len(rows) > size
     rows = rows[:size]
     cursors = [
@@ -108,15 +108,15 @@ async def paginate_each(
     position = func.row_number().over(
         partition_by=parent_column, order_by=(sort_column.desc(), id_column.desc())
     )
-    ranked = owned.where(past_cursor).add_columns(position.label("position")).subquery()
-    entity = aliased(query.column_descriptions[0]["entity"], ranked)
+    ranked = _as_rows(owned.where(past_cursor)).add_columns(position.label("position")).subquery()
+    columns = [ranked.c[column.key] for column in _table_of(query).columns]
     window = (
-        select(entity)
+        select(*columns)
         .where(ranked.c.position <= size + 1)
         .order_by(ranked.c[parent_column.key], ranked.c.position)
     )
     by_parent: dict[int, list[Any]] = {parent_id: [] for parent_id in parent_ids}
-    for row in (await session.scalars(window)).all():
+    for row in (await session.execute(window)).all():
         by_parent[getattr(row, parent_column.key)].append(row)
     pages = {}
     for parent_id, rows in by_parent.items():
@@ -129,3 +129,14 @@ async def paginate_each(
             shown, cursors, len(rows) > size, after is not None, totals.get(parent_id, 0)
         )
     return pages
+
+
+def _table_of(query: Select[Any]) -> Any:
+    return query.column_descriptions[0]["entity"].__table__
+
+
+def _as_rows(query: Select[Any]) -> Select[Any]:
+    """The query with its entity's columns instead of the entity: plain rows, read by
+    attribute like the entity (`row.id`), without building ORM objects (several times
+    cheaper on a page of a hundred)."""
+    return query.with_only_columns(*_table_of(query).columns)
