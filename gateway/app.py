@@ -1,5 +1,5 @@
-"""create_app(): the HTTP process: /graphql, /webhooks/stripe, /invoices/{id}/pdf, /healthz
-and /readyz."""
+"""create_app(): the HTTP process: /graphql, /webhooks/stripe, /invoices/{id}/pdf, /metrics,
+/healthz and /readyz."""
 
 import asyncio
 import gc
@@ -15,6 +15,7 @@ from db.migrate import current_revision, head_revision, upgrade
 from gateway.auth import TokenVerifier
 from gateway.graphiql import GatewayGraphQLRouter, mount_graphiql_assets
 from gateway.invoices import invoice_pdf_router
+from gateway.observability import RequestIdMiddleware, metrics_router
 from gateway.settings import Settings
 from gateway.webhooks import webhook_router
 from resolvers.context import context_getter
@@ -83,6 +84,8 @@ def create_app(
     app.include_router(graphql, prefix="/graphql")
     app.include_router(webhook_router(settings))
     app.include_router(invoice_pdf_router(settings, verifier))
+    app.include_router(metrics_router())
+    app.add_middleware(RequestIdMiddleware)
     if not settings.is_production:
         mount_graphiql_assets(app)
 

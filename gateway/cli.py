@@ -84,6 +84,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.observability import logging_config
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -99,7 +100,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         sync_catalog=True,
         start_worker=settings.webhook_worker_in_process,
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    # JSON log lines with the request id; the middleware logs each request, with its id.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=logging_config("INFO"), access_log=False
+    )
+    server = uvicorn.Server(config)
     print(_banner(settings, host, port), flush=True)
     # uvicorn re-raises the signal that stopped it; SIGTERM must unwind like Ctrl-C so that
     # the embedded database is stopped on the way out.

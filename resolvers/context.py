@@ -1,6 +1,5 @@
 """What every resolver gets: settings, database, loaders and the verified caller."""
 
-import uuid
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -12,6 +11,7 @@ from gateway.auth import AuthError, Principal, TokenVerifier, bearer_token
 from gateway.settings import Settings
 from resolvers.loaders import Loaders
 from services import accounts
+from services.observability import current_request_id
 from services.stripe.client import StripeApi
 
 
@@ -23,7 +23,8 @@ class RequestContext(BaseContext):
     loaders: Loaders
     principal: Principal | None
     auth_error: str | None
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The HTTP request's id (gateway/observability.py), so errors and logs name the same one.
+    request_id: str = field(default_factory=current_request_id)
     _account: Account | None = None
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ from resolvers.query import Query
 from schema.billing import Customer, PaymentMethod, Plan
 from schema.common import UserError
 from schema.execution import FastLeafExecutionContext
-from schema.extensions import MaskInternalErrors
+from schema.extensions import MaskInternalErrors, OperationMetrics
 from schema.limits import CostBudgets, DocumentMemo, QueryLimits
 from schema.scalars import SCALAR_MAP
 
@@ -29,6 +29,7 @@ def build_schema() -> strawberry.Schema:
         types=[Plan, Customer, PaymentMethod, UserError],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[
+            OperationMetrics,
             MaskInternalErrors,
             partial(QueryLimits, budgets=budgets, memo=memo),
             partial(ParserCache, maxsize=PARSED_DOCUMENTS),
