@@ -77,7 +77,7 @@ def create_app(
 
     verifier = TokenVerifier(settings)
     graphql = GatewayGraphQLRouter(
-        build_schema(),
+        build_schema(response_cache_size=settings.graphql_response_cache_size),
         graphql_ide=None if settings.is_production else "graphiql",
         context_getter=context_getter(settings, verifier),
     )

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     graphql_max_cost: int = 5000
     graphql_cost_budget: int = 20000
     graphql_cost_refill_per_second: float = 1000.0
+    # Customers' repeated read-only queries kept per process (schema/cache.py); 0: none.
+    graphql_response_cache_size: int = 2048
 
     # Webhooks: how old a signature may be, how often an event is tried before it is parked
     # as failed, the first retry delay (doubled each attempt, capped), and the worker's poll

@@ -31,14 +31,10 @@ _leaf_coercions: dict[int, _LeafCoercion] = {}
 
 def _enum_coercion(enum_type: GraphQLEnumType) -> Callable[[Any], Any]:
     """Enum members to their GraphQL names by lookup; anything else as graphql-core does."""
-    names = {
-        value.value: name
-        for name, value in enum_type.values.items()
-        if isinstance(value.value, Enum)
-    }
+    names = {value.value: name for name, value in enum_type.values.items()}
 
     def coerce(value: Any) -> Any:
-        name = names.get(value) if isinstance(value, Enum) else None
+        name = names.get(value.value) if isinstance(value, Enum) else None
         return name if name is not None else enum_type.coerce_output_value(value)
 
     return coerce

@@ -82,7 +82,7 @@ def _block(pdf: FPDF, title: str, rows: list[str]) -> None:
 
 def _lines_table(pdf: FPDF, lines: list[Any], currency: str) -> None:
     with pdf.table(
-        col_widths=(90, 20, 40, 40), text_align=("LEFT", "RIGHT", "LEFT", "RIGHT")
+        col_widths=(80, 15, 55, 40), text_align=("LEFT", "RIGHT", "LEFT", "RIGHT")
     ) as table:
         table.row(["Description", "Qty", "Period", "Amount"])
         for line in lines:
