@@ -1,11 +1,12 @@
-"""Execution without per-field bookkeeping for plain leaf fields.
+"""Execution without per-field bookkeeping for plain attribute fields.
 
-Most fields of a billing response are scalars read off an object (`amount`, `status`,
-`createdAt`). graphql-core builds a resolve-info object, looks for arguments and walks
-the completion rules for each of them; Strawberry's resolver for such a field ignores all
-of that and reads the attribute. This context reads the attribute and coerces it
-directly, and leaves every other field (resolvers, objects, lists, nulls, errors) to the
-standard path, so results and errors are the same.
+Most fields of a billing response are attributes read off an object: scalars (`amount`,
+`status`, `createdAt`) and objects (`node`, `total`, `pageInfo`). graphql-core builds a
+resolve-info object, looks for arguments and walks the completion rules for each of them;
+Strawberry's resolver for such a field ignores all of that and reads the attribute. This
+context reads the attribute and coerces a scalar, or executes an object's selection,
+directly; everything else (resolvers, lists, nulls, errors) takes the standard path, and
+errors raised below a plain object field are handled as graphql-core handles them.
 """
 
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 # (coerce, non-null) for a plain leaf field; None for a field that takes the standard path.
 _LeafCoercion = tuple[Callable[[Any], Any], bool] | None
 _leaf_coercions: dict[int, _LeafCoercion] = {}
+# The object type of a plain field of an object type; None for any other field.
+_object_types: dict[int, GraphQLObjectType | None] = {}
 
 
 def _enum_coercion(enum_type: GraphQLEnumType) -> Callable[[Any], Any]:
@@ -58,6 +61,15 @@ def _leaf_coercion(field: GraphQLField) -> _LeafCoercion:
     return coercion
 
 
+def _object_type(field: GraphQLField) -> GraphQLObjectType | None:
+    """The object type of a Strawberry attribute field without arguments, if it has one."""
+    if id(field) not in _object_types:
+        named = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+        plain = getattr(field.resolve, "_is_default", False) and not field.args
+        _object_types[id(field)] = named if plain and isinstance(named, GraphQLObjectType) else None
+    return _object_types[id(field)]
+
+
 class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,7 +98,54 @@ class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     return coerced
                 if value is None and not coercion[1]:
                     return None
+            else:
+                completed = self._execute_plain_object_field(
+                    field, source, field_details_list, path, position_context
+                )
+                if completed is not Undefined:
+                    return completed
         # Anything else, including a null or uncoercible value, fails or succeeds as usual.
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
+
+    def _execute_plain_object_field(
+        self,
+        field: GraphQLField,
+        source: Any,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        position_context: Any,
+    ) -> Any:
+        """The object's selection executed, or Undefined for the standard path to take."""
+        object_type = _object_type(field)
+        if object_type is None:
+            return Undefined
+        try:
+            value = field.resolve(source, None)  # type: ignore[misc]
+        except Exception:  # the standard path reports it, located
+            return Undefined
+        if value is None or value is Undefined:
+            return (
+                None if value is None and not isinstance(field.type, GraphQLNonNull) else Undefined
+            )
+        if object_type.is_type_of and not object_type.is_type_of(value, None):  # type: ignore[arg-type]
+            return Undefined  # Strawberry's check ignores the info; the standard path raises
+        try:
+            completed = self.collect_and_execute_subfields(
+                object_type, field_details_list, path, value, position_context
+            )
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, field.type, field_details_list, path)
+            return None
+        if not self.is_awaitable(completed):
+            return completed
+
+        async def await_completed() -> Any:
+            try:
+                return await completed
+            except Exception as raw_error:
+                self.handle_field_error(raw_error, field.type, field_details_list, path)
+                return None
+
+        return await_completed()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select, true, tuple_
+from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -16,6 +16,8 @@ from services.errors import InvalidInput
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# The column a first page's rows carry their list's count in.
+TOTAL = "total_count"
 
 Row = TypeVar("Row")
 
@@ -67,12 +69,18 @@ async def paginate(
 ) -> Page[Any]:
     """One page of `query` (a filtered select of one entity) and the count of all its rows."""
     size = page_size(first)
-    total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    window = query
-    if after is not None:
+    window = _as_rows(query)
+    total: int | None = None
+    if after is None:
+        # A window over the filtered rows is taken before LIMIT: the first page counts them.
+        window = window.add_columns(func.count().over().label(TOTAL))
+    else:
+        total = await session.scalar(select(func.count()).select_from(query.subquery()))
         window = window.where(tuple_(sort_column, id_column) < tuple_(*decode_cursor(after)))
     window = window.order_by(sort_column.desc(), id_column.desc()).limit(size + 1)
-    rows = list((await session.execute(_as_rows(window))).all())
+    rows = list((await session.execute(window)).all())
+    if total is None:
+        total = getattr(rows[0], TOTAL) if rows else 0
     has_next = len(rows) > size
     rows = rows[:size]
     cursors = [
@@ -92,34 +100,38 @@ async def paginate_each(
     first: int | None,
     after: str | None,
 ) -> dict[int, Page[Any]]:
-    """The same page of `query` for each parent, in two statements whatever their number.
+    """The same page of `query` for each parent, in one statement whatever their number
+    (two after a cursor).
 
     A window function numbers each parent's rows past the cursor, newest first, so one
-    statement returns every parent's first `first + 1` rows; a second counts them all."""
+    statement returns every parent's first `first + 1` rows; without a cursor another
+    window counts each parent's rows in the same statement."""
     size = page_size(first)
-    past_cursor = (
-        tuple_(sort_column, id_column) < tuple_(*decode_cursor(after))
-        if after is not None
-        else true()
-    )
     owned = query.where(parent_column.in_(parent_ids))
-    everything = owned.subquery()
-    parent_of = everything.c[parent_column.key]
-    counted = select(parent_of, func.count()).group_by(parent_of)
-    totals: dict[int, int] = {parent: count for parent, count in await session.execute(counted)}
+    totals: dict[int, int] = {}
+    ranked = _as_rows(owned)
+    if after is None:
+        ranked = ranked.add_columns(func.count().over(partition_by=parent_column).label(TOTAL))
+    else:
+        everything = owned.subquery()
+        parent_of = everything.c[parent_column.key]
+        counted = select(parent_of, func.count()).group_by(parent_of)
+        totals = {parent: count for parent, count in await session.execute(counted)}
+        ranked = ranked.where(tuple_(sort_column, id_column) < tuple_(*decode_cursor(after)))
     position = func.row_number().over(
         partition_by=parent_column, order_by=(sort_column.desc(), id_column.desc())
     )
-    ranked = _as_rows(owned.where(past_cursor)).add_columns(position.label("position")).subquery()
-    columns = [ranked.c[column.key] for column in _table_of(query).columns]
+    numbered = ranked.add_columns(position.label("position")).subquery()
     window = (
-        select(*columns)
-        .where(ranked.c.position <= size + 1)
-        .order_by(ranked.c[parent_column.key], ranked.c.position)
+        select(*(column for column in numbered.c if column.key != "position"))
+        .where(numbered.c.position <= size + 1)
+        .order_by(numbered.c[parent_column.key], numbered.c.position)
     )
     by_parent: dict[int, list[Any]] = {parent_id: [] for parent_id in parent_ids}
     for row in (await session.execute(window)).all():
         by_parent[getattr(row, parent_column.key)].append(row)
+        if after is None:
+            totals[getattr(row, parent_column.key)] = getattr(row, TOTAL)
     pages = {}
     for parent_id, rows in by_parent.items():
         shown = rows[:size]
