@@ -60,8 +60,8 @@ class CachedResponses(SchemaExtension):
 
     async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
         context = self.execution_context
-        principal = context.context.principal
-        if self.cache.maxsize == 0 or principal is None or not self._cacheable():
+        principal = getattr(context.context, "principal", None)
+        if self.cache.maxsize == 0 or not self._cacheable() or principal is None:
             yield
             return
         async with context.context.database.read_session() as session:
