@@ -12,7 +12,7 @@ each): a year of monthly bills. Each server runs alone under uvicorn (1 worker);
 thread, 32 connections) drives it. The bare route verifies the same bearer token and runs
 hand-written SQL; the first answer of each route is checked to be the same JSON.
 
-    python bench/graphql_dashboard.py [--seconds 5] [--connections 32] [--profile]
+    python bench/graphql_dashboard.py [--seconds 10] [--connections 32] [--profile]
 """
 
 import argparse
@@ -110,10 +110,10 @@ query CustomerList {
   }
 }
 """
-# The bench's own limits: one admin and 200 users hammer one process for seconds on end,
-# which the default per-caller budget exists to refuse; the list query costs about 10,000.
-BENCH_LIMITS = {"graphql_max_cost": 20_000, "graphql_cost_budget": 10**9}
-BENCH_LIMITS |= {"graphql_cost_refill_per_second": 10.0**9}
+# Both queries pass the default limits (costs 340 and 3,302 of 5,000), but one admin and
+# 200 customers asking hundreds of times a second exhaust the default per-caller budgets,
+# which exist to refuse exactly that: the bench's budgets are unlimited.
+BENCH_LIMITS = {"graphql_cost_budget": 10**9, "graphql_cost_refill_per_second": 10.0**9}
 
 
 # ---- the bare route: the same JSON from hand-written SQL ----
@@ -696,7 +696,7 @@ async def main(args) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--profile", action="store_true", help="cProfile each server to /tmp")
     parser.add_argument("--serve", choices=["bare", "gateway", "warm"])
