@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     stripe_webhook_secrets: Annotated[list[SecretStr], NoDecode] = []
     stripe_api_base: str | None = None
 
-    # The seller printed on invoices the gateway renders (lines separated by "\n").
+    # The seller printed on invoices the gateway renders; a literal \n (or a newline) breaks lines.
     invoice_seller: str = "billing-gateway"
 
     # GraphQL guard rails (schema/limits.py). A request's cost is the static estimate of the

@@ -6,6 +6,7 @@ ship), which cover Latin-1: amounts are written with the currency code ("12.50 E
 any other character of a name is shown as "?".
 """
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Account, Invoice, InvoiceLine, InvoiceStatus
 from services.money import decimal_string
+
+
+# The seller's lines: newlines, or a literal "\n" as an environment variable carries them.
+SELLER_LINE_BREAK = re.compile(r"\n|\\n")
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ def render(document: InvoiceDocument, *, seller: str) -> bytes:
     paid = "PAID" if invoice.status is InvoiceStatus.PAID else invoice.status.value.upper()
     pdf.cell(0, 6, f"Status: {paid}", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
-    _block(pdf, "From", seller.split("\n"))
+    _block(pdf, "From", SELLER_LINE_BREAK.split(seller))
     _block(pdf, "Bill to", [customer.name or "", customer.email or "", customer.user_id])
     _block(
         pdf,

@@ -62,6 +62,7 @@ async def test_the_owner_gets_a_pdf_with_the_number_and_total(client, db: Databa
     assert "Seat 1" in text and "Seat 2" in text  # the lines
     assert "PAID" in text
     assert "alice@example.com" in text
+    assert "billing-gateway" in text  # the seller (INVOICE_SELLER)
 
 
 async def test_an_admin_gets_anyones_invoice(client, db: Database, token_for):
