@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import Account, Invoice, InvoiceLine, InvoiceStatus
 from services.money import decimal_string
 
-
 # The seller's lines: newlines, or a literal "\n" as an environment variable carries them.
 SELLER_LINE_BREAK = re.compile(r"\n|\\n")
 
