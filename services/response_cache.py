@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 import orjson
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Account, ReadChange
@@ -22,16 +22,19 @@ from db.models import Account, ReadChange
 CATALOG = 0
 
 
+# Built once: asked on every cacheable request, it should cost one round trip and no
+# statement construction.
+ACCOUNT_VERSION = select(
+    Account.id,
+    select(func.count())
+    .where(or_(ReadChange.account_id == Account.id, ReadChange.account_id == CATALOG))
+    .scalar_subquery(),
+).where(Account.user_id == bindparam("user_id"))
+
+
 async def account_version(*, session: AsyncSession, user_id: str) -> tuple[int, int] | None:
     """(account id, version) of a user's account, or None before the account exists."""
-    changes = (
-        select(func.count())
-        .where(or_(ReadChange.account_id == Account.id, ReadChange.account_id == CATALOG))
-        .scalar_subquery()
-    )
-    row = (
-        await session.execute(select(Account.id, changes).where(Account.user_id == user_id))
-    ).first()
+    row = (await session.execute(ACCOUNT_VERSION, {"user_id": user_id})).first()
     return (row[0], row[1]) if row is not None else None
 
 
