@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.database import Database
 from schema.cache import is_cacheable
+from services import response_cache
 from tests import factories
 from tests.conftest import graphql
 from tests.test_dashboard_queries import counted_statements
@@ -165,3 +166,42 @@ def test_only_a_customers_own_reads_are_cacheable():
     assert not cacheable("mutation { cancelSubscription(input: {}) { userErrors { code } } }")
     # Access runs out by the clock, with no commit to announce it
     assert not cacheable("{ viewer { ...A } } fragment A on Viewer { access { status } }")
+
+
+async def versions(db: Database, *user_ids: str) -> list[int]:
+    async with db.read_session() as session:
+        found = [
+            await response_cache.account_version(session=session, user_id=user_id)
+            for user_id in user_ids
+        ]
+    assert all(found), found
+    return [version for _, version in found]  # type: ignore[misc]
+
+
+async def test_a_row_moving_between_accounts_and_credit_entries_move_the_versions(db: Database):
+    alice = await a_customer(db, "alice")
+    bob = await a_customer(db, "bob")
+    before = await versions(db, "alice", "bob")
+
+    # An invoice that moves from alice to bob changes what both read
+    await commit(
+        db,
+        "UPDATE invoices SET account_id = :b WHERE id = (SELECT min(id) FROM invoices WHERE account_id = :a)",
+        a=alice,
+        b=bob,
+    )
+    moved = await versions(db, "alice", "bob")
+    assert moved[0] > before[0] and moved[1] > before[1]
+
+    # A ledger entry is alice's through her credit account
+    await commit(db, "INSERT INTO credit_accounts (account_id) VALUES (:a)", a=alice)
+    opened = await versions(db, "alice", "bob")
+    await commit(
+        db,
+        "INSERT INTO credit_entries (credit_account_id, kind, amount, balance_after, reason,"
+        " idempotency_key, actor) SELECT id, 'grant', 10, 10, 'test', 'k1', 'test'"
+        " FROM credit_accounts WHERE account_id = :a",
+        a=alice,
+    )
+    granted = await versions(db, "alice", "bob")
+    assert granted[0] == opened[0] + 1 and granted[1] == opened[1]
