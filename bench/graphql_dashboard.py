@@ -32,6 +32,7 @@ import httpx
 import orjson
 import uvicorn
 from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -647,6 +648,16 @@ async def measure(
     return figures, answers
 
 
+async def drop_database(server: Any, name: str) -> None:
+    """Each run seeds its own database; it is dropped afterwards (about 50 MB)."""
+    engine = create_async_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await engine.dispose()
+
+
 async def main(args) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("this benchmark drives the servers with wrk: apt-get install wrk")
@@ -664,6 +675,7 @@ async def main(args) -> None:
         warm, warm_answers = await measure("warm", url_text, args, queries=("dashboard",))
     finally:
         await database.dispose()
+        await drop_database(server, name)
     for query_name, answer in [*cold_answers.items(), *warm_answers.items()]:
         answer.pop("extensions", None)
         if answer != bare_answers[query_name]:
