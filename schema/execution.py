@@ -9,9 +9,10 @@ directly; everything else (resolvers, lists, nulls, errors) takes the standard p
 errors raised below a plain object field are handled as graphql-core handles them.
 """
 
+import operator
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from graphql import (
     GraphQLEnumType,
@@ -24,12 +25,21 @@ from graphql import (
 from graphql.execution.executor import FieldDetailsList
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 
-# (coerce, non-null) for a plain leaf field; None for a field that takes the standard path.
-_LeafCoercion = tuple[Callable[[Any], Any], bool] | None
-_leaf_coercions: dict[int, _LeafCoercion] = {}
-# The object type of a plain field of an object type; None for any other field.
-_object_types: dict[int, GraphQLObjectType | None] = {}
+
+class PlainField(NamedTuple):
+    """How to complete a Strawberry attribute field without arguments."""
+
+    read: Callable[[Any], Any]
+    non_null: bool
+    # Exactly one of these: the coercion of a scalar or enum, or the object type.
+    coerce: Callable[[Any], Any] | None
+    object_type: GraphQLObjectType | None
+
+
+# Fields live as long as the schema (one per process); their ids are stable keys.
+_plain_fields: dict[int, PlainField | None] = {}
 
 
 def _enum_coercion(enum_type: GraphQLEnumType) -> Callable[[Any], Any]:
@@ -43,38 +53,37 @@ def _enum_coercion(enum_type: GraphQLEnumType) -> Callable[[Any], Any]:
     return coerce
 
 
-def _leaf_coercion(field: GraphQLField) -> _LeafCoercion:
-    """How to complete a Strawberry attribute field without arguments of a leaf type."""
-    known = _leaf_coercions.get(id(field), Undefined)
-    if known is not Undefined:
-        return known  # type: ignore[return-value]
-    coercion: _LeafCoercion = None
+def _reader(field: GraphQLField) -> Callable[[Any], Any]:
+    """The attribute read Strawberry's resolver would do (with the default `getattr`)."""
+    definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if definition is not None and definition.default_resolver is getattr:
+        return operator.attrgetter(definition.python_name)
+    resolve = field.resolve
+    return lambda source: resolve(source, None)  # type: ignore[misc]
+
+
+def plain_field(field: GraphQLField) -> PlainField | None:
+    if id(field) in _plain_fields:
+        return _plain_fields[id(field)]
+    plain = None
     if getattr(field.resolve, "_is_default", False) and not field.args:
         non_null = isinstance(field.type, GraphQLNonNull)
         named = field.type.of_type if non_null else field.type  # type: ignore[union-attr]
         if isinstance(named, GraphQLEnumType):
-            coercion = (_enum_coercion(named), non_null)
+            plain = PlainField(_reader(field), non_null, _enum_coercion(named), None)
         elif is_leaf_type(named):
-            coercion = (named.coerce_output_value, non_null)  # type: ignore[union-attr]
-    # Fields live as long as the schema (one per process); their ids are stable keys.
-    _leaf_coercions[id(field)] = coercion
-    return coercion
-
-
-def _object_type(field: GraphQLField) -> GraphQLObjectType | None:
-    """The object type of a Strawberry attribute field without arguments, if it has one."""
-    if id(field) not in _object_types:
-        named = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
-        plain = getattr(field.resolve, "_is_default", False) and not field.args
-        _object_types[id(field)] = named if plain and isinstance(named, GraphQLObjectType) else None
-    return _object_types[id(field)]
+            plain = PlainField(_reader(field), non_null, named.coerce_output_value, None)  # type: ignore[union-attr]
+        elif isinstance(named, GraphQLObjectType):
+            plain = PlainField(_reader(field), non_null, None, named)
+    _plain_fields[id(field)] = plain
+    return plain
 
 
 class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         manager = self.middleware_manager
-        self._plain_fields = manager is None or not manager.middlewares
+        self._no_middleware = manager is None or not manager.middlewares
 
     def execute_field(
         self,
@@ -86,21 +95,21 @@ class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         node = field_details_list[0].node
         field = parent_type.fields.get(node.name.value)
-        if self._plain_fields and field is not None and not node.arguments:
-            coercion = _leaf_coercion(field)
-            if coercion is not None:
-                try:
-                    value = field.resolve(source, None)  # type: ignore[misc]
-                    coerced = coercion[0](value) if value is not None else None
-                except Exception:  # the standard path reports it, located
-                    coerced = Undefined
-                if coerced is not None and coerced is not Undefined:
-                    return coerced
-                if value is None and not coercion[1]:
-                    return None
-            else:
-                completed = self._execute_plain_object_field(
-                    field, source, field_details_list, path, position_context
+        plain = plain_field(field) if field is not None and self._no_middleware else None
+        if plain is not None and not node.arguments:
+            try:
+                value = plain.read(source)
+            except Exception:  # the standard path reports it, located
+                value = Undefined
+            if value is None and not plain.non_null:
+                return None
+            if value is not None and value is not Undefined:
+                completed = (
+                    self._coerced(plain.coerce, value)
+                    if plain.coerce is not None
+                    else self._object(
+                        plain, field, value, field_details_list, path, position_context
+                    )
                 )
                 if completed is not Undefined:
                     return completed
@@ -109,26 +118,26 @@ class FastLeafExecutionContext(StrawberryGraphQLCoreExecutionContext):
             parent_type, source, field_details_list, path, position_context
         )
 
-    def _execute_plain_object_field(
+    @staticmethod
+    def _coerced(coerce: Callable[[Any], Any], value: Any) -> Any:
+        try:
+            coerced = coerce(value)
+        except Exception:  # the standard path reports it, located
+            return Undefined
+        return Undefined if coerced is None else coerced
+
+    def _object(
         self,
+        plain: PlainField,
         field: GraphQLField,
-        source: Any,
+        value: Any,
         field_details_list: FieldDetailsList,
         path: Path,
         position_context: Any,
     ) -> Any:
         """The object's selection executed, or Undefined for the standard path to take."""
-        object_type = _object_type(field)
-        if object_type is None:
-            return Undefined
-        try:
-            value = field.resolve(source, None)  # type: ignore[misc]
-        except Exception:  # the standard path reports it, located
-            return Undefined
-        if value is None or value is Undefined:
-            return (
-                None if value is None and not isinstance(field.type, GraphQLNonNull) else Undefined
-            )
+        object_type = plain.object_type
+        assert object_type is not None
         if object_type.is_type_of and not object_type.is_type_of(value, None):  # type: ignore[arg-type]
             return Undefined  # Strawberry's check ignores the info; the standard path raises
         try:
