@@ -123,8 +123,14 @@ class Customer(Node):
         after: str | None = None,
         status: list[models.SubscriptionStatus] | None = None,
     ) -> Connection["Subscription"]:
-        loader = info.context.loaders.subscription_pages_by_account
-        page = await _page(loader, _page_key(self.account_id, first, after, status))
+        loaders = info.context.loaders
+        page = await _page(
+            loaders.subscription_pages_by_account,
+            _page_key(self.account_id, first, after, status),
+        )
+        # Every customer's page asks in the same turn: one statement loads all their plans,
+        # and each subscription's plan is then answered without waiting.
+        await loaders.plan_by_id.load_many(list({row.plan_id for row in page.rows}))
         return connection_of(page, Subscription.from_model)
 
     @strawberry.field(description="The customer's invoices, newest first.")
@@ -157,6 +163,17 @@ def _page_key(
     account_id: int, first: int | None, after: str | None, statuses: list[Any] | None
 ) -> tuple[Any, ...]:
     return (account_id, first, after, tuple(sorted(statuses)) if statuses else None)
+
+
+def _now_or_later(loaded: Any, build: Any) -> Any:
+    """`build` of a loader's value: at once when the loader has it, else when it comes."""
+    if loaded.done() and loaded.exception() is None:
+        return build(loaded.result())
+
+    async def later() -> Any:
+        return build(await loaded)
+
+    return later()
 
 
 async def _page(loader: Any, key: tuple[Any, ...]) -> Page[Any]:
@@ -261,8 +278,9 @@ class Subscription(Node):
     latest_invoice_stripe_id: strawberry.Private[str | None]
 
     @strawberry.field
-    async def plan(self, info: strawberry.Info) -> Plan:
-        return Plan.from_model(await info.context.loaders.plan_by_id.load(self.plan_id))
+    def plan(self, info: strawberry.Info) -> Plan:
+        # Plans are few and shared: once loaded in this request, one is answered at once.
+        return _now_or_later(info.context.loaders.plan_by_id.load(self.plan_id), Plan.from_model)
 
     @strawberry.field
     async def latest_invoice(self, info: strawberry.Info) -> Invoice | None:
