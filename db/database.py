@@ -31,6 +31,10 @@ class Database:
             self.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Reads outside a transaction: no BEGIN and ROLLBACK round trips around each query.
+        self.reads = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -46,6 +50,10 @@ class Database:
         async with self.engine.connect() as connection:
             raw = await connection.get_raw_connection()
             yield raw.driver_connection
+
+    def read_session(self) -> AsyncSession:
+        """A session for reads only: each statement sees the latest commits on its own."""
+        return self.reads()
 
 
 def asyncpg_url(url: URL | str) -> URL:

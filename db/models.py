@@ -445,3 +445,19 @@ class AuditLogEntry(Base):
         CheckConstraint("(amount IS NULL) = (currency IS NULL)", name="amount_has_currency"),
         Index(None, "created_at", "id"),
     )
+
+
+class ReadChange(Base):
+    """A transaction changed what an account's (or, as account 0, the catalog's) responses
+    are read from: one row per account and writing transaction, inserted by triggers on
+    every table such a response reads, so the count of an account's rows moves exactly when
+    such a transaction commits (services/response_cache.py compares it)."""
+
+    __tablename__ = "read_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # No foreign key: 0 stands for the catalog, and a deleted account's changes still count.
+    account_id: Mapped[int]
+    transaction_id: Mapped[int] = mapped_column(server_default=text("txid_current()"))
+
+    __table_args__ = (Index(None, "account_id", "transaction_id", unique=True),)

@@ -97,6 +97,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.live_ws import WS_PER_MESSAGE_DEFLATE
+    from gateway.observability import logging_config
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -112,8 +113,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         sync_catalog=True,
         start_worker=settings.webhook_worker_in_process,
     )
+    # JSON log lines with the request id; the middleware logs each request, with its id.
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="info", ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE
+        app,
+        host=host,
+        port=port,
+        log_config=logging_config("INFO"),
+        access_log=False,
+        ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
     )
     server = uvicorn.Server(config)
     print(_banner(settings, host, port), flush=True)

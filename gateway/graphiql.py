@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
@@ -55,6 +56,10 @@ class GatewayGraphQLRouter(GraphQLRouter):
         # Strawberry's own rendering, so anything it puts in the page is preserved.
         html = localize_graphiql_html(self.graphql_ide_html) if self.graphql_ide else ""
         self._local_ide_html = html
+
+    def encode_json(self, data: object) -> bytes:
+        """Responses of hundreds of fields: orjson encodes them several times faster."""
+        return orjson.dumps(data)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """The GraphiQL page with local asset URLs."""

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     stripe_webhook_secrets: Annotated[list[SecretStr], NoDecode] = []
     stripe_api_base: str | None = None
 
+    # The seller printed on invoices the gateway renders; a literal \n (or a newline) breaks lines.
+    invoice_seller: str = "billing-gateway"
+
     # GraphQL guard rails (schema/limits.py). A request's cost is the static estimate of the
     # objects it may return; each caller's budget refills continuously up to its capacity.
     graphql_max_tokens: int = 2000
@@ -55,6 +58,8 @@ class Settings(BaseSettings):
     graphql_max_cost: int = 5000
     graphql_cost_budget: int = 20000
     graphql_cost_refill_per_second: float = 1000.0
+    # Customers' repeated read-only queries kept per process (schema/cache.py); 0: none.
+    graphql_response_cache_size: int = 2048
 
     # Webhooks: how old a signature may be, how often an event is tried before it is parked
     # as failed, the first retry delay (doubled each attempt, capped), and the worker's poll

@@ -1,13 +1,16 @@
 """`Query.admin`: fields for the billing admin role only (guarded on Query.admin)."""
 
+from datetime import UTC, datetime
+
 import strawberry
 
 from db.models import WebhookEventStatus
 from resolvers.connections import connection_of, query_error
 from schema.billing import Customer
 from schema.common import Connection
+from schema.metrics import BillingMetrics
 from schema.webhooks import WebhookEvent
-from services import accounts
+from services import accounts, metrics
 from services.errors import DomainError
 from services.webhooks import inbox
 
@@ -23,13 +26,19 @@ class Admin:
         search: str | None = None,
     ) -> Connection[Customer]:
         try:
-            async with info.context.database.session() as session:
+            async with info.context.database.read_session() as session:
                 page = await accounts.search_accounts(
                     session=session, search=search, first=first, after=after
                 )
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, Customer.from_model)
+
+    @strawberry.field
+    async def metrics(self, info: strawberry.Info) -> BillingMetrics:
+        async with info.context.database.read_session() as session:
+            computed = await metrics.compute(session=session, now=datetime.now(UTC))
+        return BillingMetrics.from_model(computed)
 
     @strawberry.field
     async def webhook_events(
@@ -41,7 +50,7 @@ class Admin:
         type: str | None = None,
     ) -> Connection[WebhookEvent]:
         try:
-            async with info.context.database.session() as session:
+            async with info.context.database.read_session() as session:
                 page = await inbox.list_events(
                     session=session, statuses=status, event_type=type, first=first, after=after
                 )

@@ -1,6 +1,5 @@
 """What every resolver gets: settings, database, loaders and the verified caller."""
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +12,7 @@ from gateway.auth import AuthError, Principal, TokenVerifier, bearer_token
 from gateway.settings import Settings
 from resolvers.loaders import Loaders
 from services import accounts
+from services.observability import current_request_id
 from services.stripe.client import StripeApi
 
 
@@ -24,7 +24,8 @@ class RequestContext(BaseContext):
     loaders: Loaders
     principal: Principal | None
     auth_error: str | None
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The HTTP request's id (gateway/observability.py), so errors and logs name the same one.
+    request_id: str = field(default_factory=current_request_id)
     # A websocket's connection once `connection_init` authenticated it (gateway/live_ws.py).
     live: Any = None
     _account: Account | None = None
@@ -35,6 +36,11 @@ class RequestContext(BaseContext):
     async def account(self) -> Account:
         """The caller's billing account, created on first sight; call after authorization."""
         assert self.principal is not None, "account() needs an authenticated caller"
+        if self._account is None:
+            async with self.database.read_session() as session:
+                self._account = await accounts.find_account(
+                    session=session, user_id=self.principal.user_id
+                )
         if self._account is None:
             async with self.database.session() as session:
                 self._account = await accounts.ensure_account(

@@ -1,4 +1,5 @@
-"""Per-request DataLoaders: each batch opens its own short session (sessions are not task-safe)."""
+"""Per-request DataLoaders: each batch opens its own short session (sessions are not task-safe)
+and reads plain rows (read by attribute like the models, without the cost of ORM objects)."""
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,14 +11,17 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from db.database import Database
 from db.models import Account, Invoice, InvoiceLine, PaymentMethod, Plan, Subscription
+from services import invoices, subscriptions
+from services.errors import DomainError
 
 
 def _rows_by(
     database: Database, entity: type[Any], column: InstrumentedAttribute[Any]
 ) -> Callable[[Sequence[Any]], Any]:
     async def load(keys: Sequence[Any]) -> list[Any]:
-        async with database.session() as session:
-            rows = (await session.scalars(select(entity).where(column.in_(keys)))).all()
+        query = select(*entity.__table__.columns).where(column.in_(keys))
+        async with database.read_session() as session:
+            rows = (await session.execute(query)).all()
         by_key = {getattr(row, column.key): row for row in rows}
         return [by_key.get(key) for key in keys]
 
@@ -25,18 +29,49 @@ def _rows_by(
 
 
 def _lines_by_invoice(database: Database) -> Callable[[Sequence[int]], Any]:
-    async def load(invoice_ids: Sequence[int]) -> list[list[InvoiceLine]]:
+    async def load(invoice_ids: Sequence[int]) -> list[list[Any]]:
         query = (
-            select(InvoiceLine)
+            select(*InvoiceLine.__table__.columns)
             .where(InvoiceLine.invoice_id.in_(invoice_ids))
             .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
         )
-        async with database.session() as session:
-            rows = (await session.scalars(query)).all()
-        by_invoice: dict[int, list[InvoiceLine]] = {invoice_id: [] for invoice_id in invoice_ids}
+        async with database.read_session() as session:
+            rows = (await session.execute(query)).all()
+        by_invoice: dict[int, list[Any]] = {invoice_id: [] for invoice_id in invoice_ids}
         for row in rows:
             by_invoice[row.invoice_id].append(row)
         return [by_invoice[invoice_id] for invoice_id in invoice_ids]
+
+    return load
+
+
+# A connection's arguments below a list of parents: (parent id, first, after, statuses).
+PageKey = tuple[int, int | None, str | None, tuple[str, ...] | None]
+
+
+def _pages_by_account(database: Database, pages_for_accounts: Callable[..., Any]) -> Any:
+    """Pages of each account's rows: keys asking the same page share one service call."""
+
+    async def load(keys: Sequence[PageKey]) -> list[Any]:
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for account_id, *arguments in keys:
+            groups.setdefault(tuple(arguments), []).append(account_id)
+        pages: dict[PageKey, Any] = {}
+        async with database.read_session() as session:
+            for (first, after, statuses), account_ids in groups.items():
+                try:
+                    found = await pages_for_accounts(
+                        session=session,
+                        account_ids=account_ids,
+                        statuses=statuses,
+                        first=first,
+                        after=after,
+                    )
+                except DomainError as error:  # aiodataloader raises it from each load
+                    found = dict.fromkeys(account_ids, error)
+                for account_id, page in found.items():
+                    pages[(account_id, first, after, statuses)] = page
+        return [pages[key] for key in keys]
 
     return load
 
@@ -49,6 +84,8 @@ class Loaders:
     subscription_by_stripe_id: DataLoader
     invoice_by_stripe_id: DataLoader
     lines_by_invoice_id: DataLoader
+    subscription_pages_by_account: DataLoader
+    invoice_pages_by_account: DataLoader
 
     @classmethod
     def create(cls, database: Database) -> "Loaders":
@@ -62,4 +99,10 @@ class Loaders:
             subscription_by_stripe_id=by(Subscription, Subscription.stripe_subscription_id),
             invoice_by_stripe_id=by(Invoice, Invoice.stripe_invoice_id),
             lines_by_invoice_id=DataLoader(_lines_by_invoice(database)),
+            subscription_pages_by_account=DataLoader(
+                _pages_by_account(database, subscriptions.pages_for_accounts)
+            ),
+            invoice_pages_by_account=DataLoader(
+                _pages_by_account(database, invoices.pages_for_accounts)
+            ),
         )

@@ -16,7 +16,7 @@ from services.webhooks import inbox
 
 
 async def _plan(info: strawberry.Info, row_id: int) -> Node | None:
-    async with info.context.database.session() as session:
+    async with info.context.database.read_session() as session:
         row = await catalog.get_plan(session=session, plan_id=row_id)
     return Plan.from_model(row) if row is not None and row.kind is PriceKind.RECURRING else None
 
@@ -24,13 +24,13 @@ async def _plan(info: strawberry.Info, row_id: int) -> Node | None:
 async def _customer(info: strawberry.Info, row_id: int) -> Node | None:
     if not await _may_see_account(info, row_id):
         return None
-    async with info.context.database.session() as session:
+    async with info.context.database.read_session() as session:
         row = await accounts.get_account(session=session, account_id=row_id)
     return Customer.from_model(row) if row is not None else None
 
 
 async def _payment_method(info: strawberry.Info, row_id: int) -> Node | None:
-    async with info.context.database.session() as session:
+    async with info.context.database.read_session() as session:
         found = await payment_methods.get_with_owner(session=session, payment_method_id=row_id)
     if found is None or not await _may_see_account(info, found.owner.id):
         return None
@@ -57,7 +57,7 @@ async def _webhook_event(info: strawberry.Info, row_id: int) -> Node | None:
     principal = info.context.principal
     if principal is None or not principal.is_admin:
         return None
-    async with info.context.database.session() as session:
+    async with info.context.database.read_session() as session:
         try:
             row = await inbox.get_event(session=session, event_id=row_id)
         except NotFound:

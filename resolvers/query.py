@@ -31,7 +31,7 @@ class Query:
 
     @strawberry.field(description="Public: the plans for sale.")
     async def plans(self, info: strawberry.Info) -> list[Plan]:
-        async with info.context.database.session() as session:
+        async with info.context.database.read_session() as session:
             rows = await catalog.list_plans(session=session)
         return [Plan.from_model(row) for row in rows]
 

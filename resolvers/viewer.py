@@ -59,7 +59,7 @@ class Viewer:
         status: list[SubscriptionStatus] | None = None,
     ) -> Connection[Subscription]:
         try:
-            async with info.context.database.session() as session:
+            async with info.context.database.read_session() as session:
                 page = await subscriptions.list_for_account(
                     session=session,
                     account_id=self.account.id,
@@ -80,7 +80,7 @@ class Viewer:
         status: list[InvoiceStatus] | None = None,
     ) -> Connection[Invoice]:
         try:
-            async with info.context.database.session() as session:
+            async with info.context.database.read_session() as session:
                 page = await invoices.list_for_account(
                     session=session,
                     account_id=self.account.id,
@@ -94,7 +94,7 @@ class Viewer:
 
     @strawberry.field
     async def payment_methods(self, info: strawberry.Info) -> list[PaymentMethod]:
-        async with info.context.database.session() as session:
+        async with info.context.database.read_session() as session:
             rows = await payment_methods.list_for_account(
                 session=session, account_id=self.account.id
             )
@@ -109,7 +109,7 @@ class Viewer:
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[PaymentTransaction]:
         try:
-            async with info.context.database.session() as session:
+            async with info.context.database.read_session() as session:
                 page = await payments.list_for_account(
                     session=session, account_id=self.account.id, first=first, after=after
                 )

@@ -1,13 +1,17 @@
 """Billing types that mirror rows: each has `from_model`, and relations load through loaders."""
 
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
 from db import models
-from schema.common import Money, Node
+from resolvers.connections import connection_of, query_error
+from schema.common import Connection, Money, Node
 from schema.ids import to_global_id
 from schema.scalars import BigInt
+from services.errors import DomainError
+from services.pagination import Page
 
 # The mirror's enums are the GraphQL enums: member names are the GraphQL values.
 for _enum in (
@@ -111,6 +115,36 @@ class Customer(Node):
             return None
         return PaymentMethod.from_model(row, is_default=True)
 
+    @strawberry.field(description="The customer's subscriptions, newest first.")
+    async def subscriptions(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: list[models.SubscriptionStatus] | None = None,
+    ) -> Connection["Subscription"]:
+        loaders = info.context.loaders
+        page = await _page(
+            loaders.subscription_pages_by_account,
+            _page_key(self.account_id, first, after, status),
+        )
+        # Every customer's page asks in the same turn: one statement loads all their plans,
+        # and each subscription's plan is then answered without waiting.
+        await loaders.plan_by_id.load_many(list({row.plan_id for row in page.rows}))
+        return connection_of(page, Subscription.from_model)
+
+    @strawberry.field(description="The customer's invoices, newest first.")
+    async def invoices(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: list[models.InvoiceStatus] | None = None,
+    ) -> Connection["Invoice"]:
+        loader = info.context.loaders.invoice_pages_by_account
+        page = await _page(loader, _page_key(self.account_id, first, after, status))
+        return connection_of(page, Invoice.from_model)
+
     @classmethod
     def from_model(cls, row: models.Account) -> "Customer":
         return cls(
@@ -123,6 +157,31 @@ class Customer(Node):
             account_id=row.id,
             default_payment_method_stripe_id=row.default_payment_method_stripe_id,
         )
+
+
+def _page_key(
+    account_id: int, first: int | None, after: str | None, statuses: list[Any] | None
+) -> tuple[Any, ...]:
+    return (account_id, first, after, tuple(sorted(statuses)) if statuses else None)
+
+
+def _now_or_later(loaded: Any, build: Any) -> Any:
+    """`build` of a loader's value: at once when the loader has it, else when it comes."""
+    if loaded.done() and loaded.exception() is None:
+        return build(loaded.result())
+
+    async def later() -> Any:
+        return build(await loaded)
+
+    return later()
+
+
+async def _page(loader: Any, key: tuple[Any, ...]) -> Page[Any]:
+    """A loader's page; a refused argument (aiodataloader raises it) becomes a query error."""
+    try:
+        return await loader.load(key)
+    except DomainError as error:
+        raise query_error(error) from error
 
 
 @strawberry.type
@@ -219,8 +278,9 @@ class Subscription(Node):
     latest_invoice_stripe_id: strawberry.Private[str | None]
 
     @strawberry.field
-    async def plan(self, info: strawberry.Info) -> Plan:
-        return Plan.from_model(await info.context.loaders.plan_by_id.load(self.plan_id))
+    def plan(self, info: strawberry.Info) -> Plan:
+        # Plans are few and shared: once loaded in this request, one is answered at once.
+        return _now_or_later(info.context.loaders.plan_by_id.load(self.plan_id), Plan.from_model)
 
     @strawberry.field
     async def latest_invoice(self, info: strawberry.Info) -> Invoice | None:

@@ -1,5 +1,6 @@
 """Types shared by every part of the schema: Node, Money, pages and user errors."""
 
+import functools
 from typing import Generic, TypeVar
 
 import strawberry
@@ -53,12 +54,19 @@ class Money:
 
     @classmethod
     def of(cls, amount: int, currency: str) -> "Money":
-        return cls(
-            amount=BigInt(amount),
-            currency=currency.upper(),
-            decimal=money.decimal_string(amount, currency),
-            formatted=money.formatted(amount, currency),
-        )
+        return _money(amount, currency)
+
+
+# Money is a value nobody changes: a page of invoices repeats a few amounts hundreds of
+# times, so equal amounts share one object.
+@functools.lru_cache(maxsize=8192)
+def _money(amount: int, currency: str) -> Money:
+    return Money(
+        amount=BigInt(amount),
+        currency=currency.upper(),
+        decimal=money.decimal_string(amount, currency),
+        formatted=money.formatted(amount, currency),
+    )
 
 
 @strawberry.type

@@ -1,9 +1,15 @@
-"""Schema extensions: unexpected errors reach the caller only as a code and a request id."""
+"""Schema extensions: unexpected errors reach the caller only as a code and a request id;
+each operation is counted and timed for Prometheus."""
 
 import logging
+import re
+import time
+from collections.abc import Iterator
 
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import MaskErrors, SchemaExtension
+
+from services.observability import GRAPHQL_DURATION, GRAPHQL_ERRORS, GRAPHQL_OPERATIONS
 
 log = logging.getLogger("billing_gateway.graphql")
 
@@ -36,3 +42,37 @@ class MaskInternalErrors(MaskErrors):
             path=error.path,
             extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
         )
+
+
+# Operation names are the client's choice: a bounded set of them become label values.
+MAX_OPERATION_NAMES = 200
+_OPERATION_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
+_operation_names: set[str] = set()
+
+
+def operation_label(name: str | None) -> str:
+    if not name:
+        return "anonymous"
+    if name in _operation_names:
+        return name
+    if len(_operation_names) < MAX_OPERATION_NAMES and _OPERATION_NAME.fullmatch(name):
+        _operation_names.add(name)
+        return name
+    return "other"
+
+
+class OperationMetrics(SchemaExtension):
+    """Counts, times and tallies the errors of each operation, by its name."""
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        context = self.execution_context
+        name = operation_label(context.operation_name)
+        kind = context.operation_type.value if context.graphql_document else "invalid"
+        GRAPHQL_OPERATIONS.labels(name, kind).inc()
+        GRAPHQL_DURATION.labels(name).observe(time.perf_counter() - started)
+        errors = context.pre_execution_errors or (context.result.errors if context.result else None)
+        for error in errors or ():
+            code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED")
+            GRAPHQL_ERRORS.labels(name, str(code)).inc()

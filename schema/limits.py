@@ -6,10 +6,12 @@ without a code (the alias rule reports straight to the validation context, so it
 be wrapped), hence one walk over the operation measures all three and the cost.
 """
 
+import functools
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +158,7 @@ class OperationMeasure:
         return min(max(value, 0), MAX_PAGE_SIZE)
 
 
+@functools.lru_cache(maxsize=256)
 def count_tokens(query: str, stop_after: int) -> int:
     """The document's tokens as the parser counts them, reading no further than needed."""
     lexer = Lexer(Source(query))
@@ -255,6 +258,25 @@ class CostBudgets:
             }
 
 
+class DocumentMemo:
+    """What depends only on a document's text (its validation errors) or on its text and
+    variables (its measure), for the most recently used texts; shared by one schema's
+    requests, so a client's repeated query is validated and measured once."""
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self._maxsize = maxsize
+        self._entries: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        value = self._entries[key] = compute()
+        if len(self._entries) > self._maxsize:
+            self._entries.popitem(last=False)
+        return value
+
+
 def caller_key(context: Any) -> str:
     """The budget's owner: the signed-in user, else the client address."""
     principal = getattr(context, "principal", None)
@@ -268,8 +290,9 @@ def caller_key(context: Any) -> str:
 class QueryLimits(SchemaExtension):
     """Refuses over-limit or over-budget operations before execution; reports each cost."""
 
-    def __init__(self, *, budgets: CostBudgets) -> None:
+    def __init__(self, *, budgets: CostBudgets, memo: DocumentMemo) -> None:
         self.budgets = budgets
+        self.memo = memo
         self.cost: int | None = None
         self.charge: Charge | None = None
 
@@ -303,16 +326,15 @@ class QueryLimits(SchemaExtension):
     def _validation_errors(self) -> list[GraphQLError]:
         """The schema's validation, without introspection or suggestions in production."""
         context = self.execution_context
-        assert context.graphql_document is not None
+        document = context.graphql_document
+        assert document is not None
         production = self.settings.is_production
         rules = (*context.validation_rules, MaybeNullValidationRule, OneOfInputValidationRule)
         if production:
             rules = (*rules, NoSchemaIntrospectionCustomRule)
-        return validate(
-            context.schema._schema,
-            context.graphql_document,
-            rules,
-            hide_suggestions=production,
+        return self.memo.get(
+            ("validation", context.query, production),
+            lambda: validate(context.schema._schema, document, rules, hide_suggestions=production),
         )
 
     def _limit_errors(self) -> list[GraphQLError]:
@@ -333,9 +355,11 @@ class QueryLimits(SchemaExtension):
         )
         if isinstance(variables, list):
             return variables
-        measure = OperationMeasure(
-            schema, context.graphql_document, variables.coerced
-        ).of_operation(operation)
+        document = context.graphql_document
+        measure = self.memo.get(
+            ("measure", context.query, context.operation_name, repr(variables.coerced)),
+            lambda: OperationMeasure(schema, document, variables.coerced).of_operation(operation),
+        )
         self.cost = measure.cost
         errors = refusals(measure, self.settings)
         return errors or self._rate_limit_errors(measure.cost)

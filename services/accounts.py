@@ -24,6 +24,10 @@ async def ensure_account(
         return (await session.scalars(select(Account).where(Account.user_id == user_id))).one()
 
 
+async def find_account(*, session: AsyncSession, user_id: str) -> Account | None:
+    return await session.scalar(select(Account).where(Account.user_id == user_id))
+
+
 async def get_account(*, session: AsyncSession, account_id: int) -> Account | None:
     return await session.get(Account, account_id)
 

@@ -15,7 +15,7 @@ from db.models import Invoice, InvoiceStatus
 from services import audit, idempotency, mirror, payment_methods, subscriptions
 from services.audit import Actor
 from services.errors import DomainError, ErrorCode, NotFound
-from services.pagination import Page, paginate
+from services.pagination import Page, paginate, paginate_each
 from services.stripe.client import StripeApi
 from services.stripe.errors import PaymentFailed, PaymentRequiresAction
 
@@ -40,6 +40,30 @@ async def list_for_account(
     return await paginate(
         session=session,
         query=query,
+        sort_column=Invoice.stripe_created_at,
+        id_column=Invoice.id,
+        first=first,
+        after=after,
+    )
+
+
+async def pages_for_accounts(
+    *,
+    session: AsyncSession,
+    account_ids: Sequence[int],
+    statuses: Sequence[InvoiceStatus] | None,
+    first: int | None,
+    after: str | None,
+) -> dict[int, Page[Invoice]]:
+    """The same page of each account's invoices, in a constant number of statements."""
+    query = select(Invoice)
+    if statuses:
+        query = query.where(Invoice.status.in_(statuses))
+    return await paginate_each(
+        session=session,
+        query=query,
+        parent_column=Invoice.account_id,
+        parent_ids=account_ids,
         sort_column=Invoice.stripe_created_at,
         id_column=Invoice.id,
         first=first,

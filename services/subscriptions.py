@@ -17,7 +17,7 @@ from db.models import PaymentStatus, PaymentTransaction, Plan, Subscription, Sub
 from services import audit, catalog, customers, idempotency, mirror, payment_methods, payments
 from services.audit import Actor
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound, about_field
-from services.pagination import Page, paginate
+from services.pagination import Page, paginate, paginate_each
 from services.stripe.client import StripeApi
 
 log = logging.getLogger("billing_gateway.subscriptions")
@@ -102,6 +102,30 @@ async def list_for_account(
     return await paginate(
         session=session,
         query=query,
+        sort_column=Subscription.stripe_created_at,
+        id_column=Subscription.id,
+        first=first,
+        after=after,
+    )
+
+
+async def pages_for_accounts(
+    *,
+    session: AsyncSession,
+    account_ids: Sequence[int],
+    statuses: Sequence[SubscriptionStatus] | None,
+    first: int | None,
+    after: str | None,
+) -> dict[int, Page[Subscription]]:
+    """The same page of each account's subscriptions, in a constant number of statements."""
+    query = select(Subscription)
+    if statuses:
+        query = query.where(Subscription.status.in_(statuses))
+    return await paginate_each(
+        session=session,
+        query=query,
+        parent_column=Subscription.account_id,
+        parent_ids=account_ids,
         sort_column=Subscription.stripe_created_at,
         id_column=Subscription.id,
         first=first,

@@ -22,6 +22,7 @@ TABLES = {
     "stripe_events",
     "idempotency_keys",
     "audit_log",
+    "read_changes",
 }
 
 

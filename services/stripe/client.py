@@ -4,12 +4,14 @@ idempotency key on every write, and Stripe's failures translated to domain error
 The same code talks to Stripe (STRIPE_API_KEY) or to the offline sandbox (its URL as
 the API base), so tests exercise exactly what production runs."""
 
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import stripe
 
 from gateway.settings import SANDBOX_API_KEY, Settings
+from services.observability import STRIPE_CALLS, STRIPE_DURATION
 from services.stripe.errors import translated_errors
 
 T = TypeVar("T")
@@ -39,8 +41,15 @@ class StripeApi:
         self.v1 = self._client.v1
 
     async def call(self, operation: str, request: Awaitable[T]) -> T:
-        with translated_errors(operation):
-            return await request
+        started, outcome = time.perf_counter(), "error"
+        try:
+            with translated_errors(operation):
+                result = await request
+            outcome = "ok"
+            return result
+        finally:
+            STRIPE_CALLS.labels(operation, outcome).inc()
+            STRIPE_DURATION.labels(operation).observe(time.perf_counter() - started)
 
     def _write(self, idempotency_key: str) -> Any:
         return {"idempotency_key": idempotency_key}

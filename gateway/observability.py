@@ -1,0 +1,151 @@
+"""JSON logs carrying the request id, the X-Request-Id header, and Prometheus /metrics."""
+
+import json
+import logging
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.observability import REQUEST_ID, InboxCount, current_request_id, webhook_inbox_counts
+
+log = logging.getLogger("billing_gateway.http")
+
+# A caller's own id is kept (it ties their logs to ours) when it cannot smuggle anything.
+CALLER_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": REQUEST_ID.get(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def logging_config(level: str = "INFO") -> dict[str, Any]:
+    """A dictConfig for the process and uvicorn's loggers: JSON lines on stderr."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"json": handler},
+        "root": {"handlers": ["json"], "level": level},
+        "loggers": {
+            name: {"handlers": [], "level": level, "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
+
+
+class RequestIdMiddleware:
+    """Gives each HTTP request an id (the caller's X-Request-Id when well formed), visible to
+    everything that serves it and returned in the X-Request-Id response header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _caller_request_id(scope) or current_request_id()
+        token = REQUEST_ID.set(request_id)
+        header = (b"x-request-id", request_id.encode())
+        started, status = time.perf_counter(), 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                took = (time.perf_counter() - started) * 1000
+                log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, took)
+            REQUEST_ID.reset(token)
+
+
+def _caller_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if CALLER_REQUEST_ID.fullmatch(text) else None
+    return None
+
+
+def metrics_router() -> APIRouter:
+    """/metrics: the process's counters, and the webhook inbox as the database has it now."""
+    router = APIRouter()
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        started = time.perf_counter()
+        async with request.app.state.database.read_session() as session:
+            counts = await webhook_inbox_counts(session=session)
+        inbox = CollectorRegistry(auto_describe=False)
+        inbox.register(InboxCollector(counts, datetime.now(UTC), time.perf_counter() - started))
+        body = generate_latest(REGISTRY) + generate_latest(inbox)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+class InboxCollector:
+    """The webhook inbox (stripe_events) as counted at scrape time: events by type and status
+    (received = all of a type; processed, skipped, failed, pending) and the inbox lag by type
+    (age of the oldest pending event)."""
+
+    def __init__(self, counts: list[InboxCount], now: datetime, query_seconds: float) -> None:
+        self.counts = counts
+        self.now = now
+        self.query_seconds = query_seconds
+
+    def collect(self) -> Any:
+        events = GaugeMetricFamily(
+            "billing_webhook_events",
+            "Webhook events stored in the inbox, by type and status",
+            labels=["type", "status"],
+        )
+        lag = GaugeMetricFamily(
+            "billing_webhook_inbox_lag_seconds",
+            "Age of the oldest pending webhook event, by type (0 when none is pending)",
+            labels=["type"],
+        )
+        oldest: dict[str, datetime | None] = {}
+        for row in self.counts:
+            events.add_metric([row.type, row.status.value], row.events)
+            known = oldest.get(row.type)
+            if row.oldest_pending_at is not None and (
+                known is None or row.oldest_pending_at < known
+            ):
+                oldest[row.type] = row.oldest_pending_at
+            else:
+                oldest.setdefault(row.type, None)
+        for event_type, pending_since in oldest.items():
+            age = (self.now - pending_since).total_seconds() if pending_since else 0.0
+            lag.add_metric([event_type], max(age, 0.0))
+        scrape = GaugeMetricFamily(
+            "billing_webhook_inbox_scrape_seconds", "Time taken to count the inbox for this scrape"
+        )
+        scrape.add_metric([], self.query_seconds)
+        yield from (events, lag, scrape)

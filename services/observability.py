@@ -1,0 +1,72 @@
+"""What the process counts for Prometheus, and the id of the request being served.
+
+The metric objects live here so that every layer records into the same ones:
+`gateway/observability.py` serves them at /metrics, `schema/extensions.py` counts GraphQL
+operations, `services/stripe/client.py` times Stripe calls, and whoever serves websockets
+moves `WEBSOCKET_CONNECTIONS` up and down (`.inc()` on connect, `.dec()` on close).
+"""
+
+import uuid
+from contextvars import ContextVar
+from datetime import datetime
+from typing import NamedTuple
+
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import StripeEvent, WebhookEventStatus
+
+# Set per HTTP request by gateway/observability.py; read by logs, errors and the context.
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def current_request_id() -> str:
+    """The id of the request being served (a fresh one outside any request)."""
+    return REQUEST_ID.get() or uuid.uuid4().hex
+
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+GRAPHQL_OPERATIONS = Counter(
+    "billing_graphql_operations", "GraphQL operations served", ["operation", "type"]
+)
+GRAPHQL_ERRORS = Counter(
+    "billing_graphql_errors", "Top-level GraphQL errors, by extensions.code", ["operation", "code"]
+)
+GRAPHQL_DURATION = Histogram(
+    "billing_graphql_operation_duration_seconds",
+    "Time from parsing to the result, by operation",
+    ["operation"],
+    buckets=LATENCY_BUCKETS,
+)
+STRIPE_CALLS = Counter(
+    "billing_stripe_calls", "Calls to Stripe, by operation and outcome", ["operation", "outcome"]
+)
+STRIPE_DURATION = Histogram(
+    "billing_stripe_call_duration_seconds",
+    "Latency of Stripe calls (with the SDK's retries), by operation",
+    ["operation"],
+    buckets=LATENCY_BUCKETS,
+)
+WEBSOCKET_CONNECTIONS = Gauge("billing_websocket_connections", "Open websocket connections")
+
+
+class InboxCount(NamedTuple):
+    type: str
+    status: WebhookEventStatus
+    events: int
+    oldest_pending_at: datetime | None
+
+
+async def webhook_inbox_counts(*, session: AsyncSession) -> list[InboxCount]:
+    """Stored webhook events by type and status, with the oldest pending one's arrival."""
+    oldest_pending = func.min(StripeEvent.received_at).filter(
+        StripeEvent.status == WebhookEventStatus.PENDING
+    )
+    query = (
+        select(StripeEvent.type, StripeEvent.status, func.count(), oldest_pending)
+        .group_by(StripeEvent.type, StripeEvent.status)
+        .order_by(StripeEvent.type, StripeEvent.status)
+    )
+    return [InboxCount(*row) for row in await session.execute(query)]

@@ -1,0 +1,207 @@
+"""A customer's repeated query is served from the response cache until a commit changes
+what it was read from: any commit, by any writer, and only such commits."""
+
+import asyncio
+from typing import Any
+
+from graphql import parse
+from graphql.utilities import get_operation_ast
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.database import Database
+from schema.cache import is_cacheable
+from services import response_cache
+from tests import factories
+from tests.conftest import graphql
+from tests.test_dashboard_queries import counted_statements
+
+DASHBOARD = """
+query Dashboard {
+  viewer {
+    customer { email }
+    subscriptions(first: 5) { edges { node { status plan { productName } } } }
+    invoices(first: 5) { totalCount edges { node { number lines { description } } } }
+  }
+}
+"""
+
+
+async def a_customer(db: Database, user_id: str) -> int:
+    plan = await factories.add(db, factories.plan(product_name="Pro"))
+    account = await factories.customer_with_billing(
+        db, user_id=user_id, plans=[plan], subscriptions=1, invoices=2, lines=1, cards=1
+    )
+    return account.id
+
+
+async def dashboard(client, token: str, db: Database) -> tuple[dict[str, Any], int]:
+    with counted_statements(db) as statements:
+        result = await graphql(client, DASHBOARD, token=token)
+    assert "errors" not in result, result["errors"]
+    return result["data"]["viewer"], len(statements)
+
+
+async def commit(db: Database, statement: str, **values: Any) -> None:
+    async with db.engine.begin() as conn:
+        await conn.execute(text(statement), values)
+
+
+async def test_a_repeated_query_is_answered_without_reading_the_data_again(
+    client, db: Database, token_for
+):
+    await a_customer(db, "alice")
+    token = token_for("alice")
+
+    first, first_statements = await dashboard(client, token, db)
+    again, again_statements = await dashboard(client, token, db)
+
+    assert again == first
+    assert first_statements > 3
+    assert again_statements == 1  # the version of alice's data, nothing else
+
+
+async def test_each_kind_of_commit_to_what_was_read_is_seen_at_once(
+    client, db: Database, token_for
+):
+    account_id = await a_customer(db, "alice")
+    token = token_for("alice")
+    await dashboard(client, token, db)
+
+    # An invoice's own row
+    await commit(
+        db,
+        "UPDATE invoices SET number = 'INV-NEW' WHERE account_id = :a AND number LIKE '%0000'",
+        a=account_id,
+    )
+    viewer, _ = await dashboard(client, token, db)
+    assert viewer["invoices"]["edges"][0]["node"]["number"] == "INV-NEW"
+
+    # A line (its account is its invoice's)
+    await commit(db, "UPDATE invoice_lines SET description = 'Renamed'")
+    viewer, _ = await dashboard(client, token, db)
+    assert viewer["invoices"]["edges"][0]["node"]["lines"] == [{"description": "Renamed"}]
+
+    # The catalog, which no account owns
+    await commit(db, "UPDATE plans SET product_name = 'Pro 2'")
+    viewer, _ = await dashboard(client, token, db)
+    assert viewer["subscriptions"]["edges"][0]["node"]["plan"]["productName"] == "Pro 2"
+
+    # The account itself, and a deletion
+    await commit(db, "UPDATE accounts SET email = 'new@example.com' WHERE id = :a", a=account_id)
+    await commit(
+        db, "DELETE FROM invoices WHERE account_id = :a AND number = 'INV-NEW'", a=account_id
+    )
+    viewer, _ = await dashboard(client, token, db)
+    assert viewer["customer"]["email"] == "new@example.com"
+    assert viewer["invoices"]["totalCount"] == 1
+
+
+async def test_others_changes_and_rolled_back_ones_keep_the_cached_answer(
+    client, db: Database, token_for
+):
+    await a_customer(db, "alice")
+    bob = await a_customer(db, "bob")
+    token = token_for("alice")
+    cached, _ = await dashboard(client, token, db)
+
+    await commit(db, "UPDATE invoices SET number = 'BOB-1' WHERE account_id = :a", a=bob)
+    async with db.engine.connect() as conn:
+        await conn.execute(text("UPDATE invoice_lines SET description = 'never'"))
+        await conn.rollback()
+
+    viewer, statements = await dashboard(client, token, db)
+    assert viewer == cached and statements == 1
+
+
+async def test_customers_never_share_answers(client, db: Database, token_for):
+    await a_customer(db, "alice")
+    await a_customer(db, "bob")
+    alice, _ = await dashboard(client, token_for("alice"), db)
+    bob, _ = await dashboard(client, token_for("bob"), db)
+    assert alice["customer"]["email"] == "alice@example.com"
+    assert bob["customer"]["email"] == "bob@example.com"
+
+
+async def test_reads_racing_commits_never_answer_older_than_the_last_commit(
+    client, db: Database, token_for
+):
+    account_id = await a_customer(db, "alice")
+    token = token_for("alice")
+
+    async def rename(n: int) -> None:
+        async with db.engine.begin() as conn:
+            await _rename(conn, account_id, f"INV-{n}")
+
+    for n in range(12):
+        # Reads and a commit at the same time: whatever the reads saw...
+        await asyncio.gather(*(dashboard(client, token, db) for _ in range(3)), rename(n))
+        # ...once the commit is done, every answer has it
+        viewer, _ = await dashboard(client, token, db)
+        numbers = [edge["node"]["number"] for edge in viewer["invoices"]["edges"]]
+        assert numbers[0] == f"INV-{n}", (n, numbers)
+
+
+async def _rename(conn: AsyncConnection, account_id: int, number: str) -> None:
+    await conn.execute(
+        text(
+            "UPDATE invoices SET number = :number WHERE id ="
+            " (SELECT id FROM invoices WHERE account_id = :a ORDER BY stripe_created_at DESC LIMIT 1)"
+        ),
+        {"number": number, "a": account_id},
+    )
+
+
+def cacheable(document: str) -> bool:
+    parsed = parse(document)
+    operation = get_operation_ast(parsed)
+    assert operation is not None
+    return is_cacheable(parsed, operation)
+
+
+def test_only_a_customers_own_reads_are_cacheable():
+    assert cacheable("{ viewer { userId } plans { id } }")
+    assert not cacheable("{ viewer { userId } admin { metrics { arr { amount } } } }")
+    assert not cacheable('{ node(id: "x") { id } }')
+    assert not cacheable("mutation { cancelSubscription(input: {}) { userErrors { code } } }")
+    # Access runs out by the clock, with no commit to announce it
+    assert not cacheable("{ viewer { ...A } } fragment A on Viewer { access { status } }")
+
+
+async def versions(db: Database, *user_ids: str) -> list[int]:
+    async with db.read_session() as session:
+        found = [
+            await response_cache.account_version(session=session, user_id=user_id)
+            for user_id in user_ids
+        ]
+    assert all(found), found
+    return [version for _, version in found]  # type: ignore[misc]
+
+
+async def test_a_row_moving_between_accounts_and_credit_entries_move_the_versions(db: Database):
+    alice = await a_customer(db, "alice")
+    bob = await a_customer(db, "bob")
+    before = await versions(db, "alice", "bob")
+
+    # An invoice that moves from alice to bob changes what both read
+    await commit(
+        db,
+        "UPDATE invoices SET account_id = :b WHERE id = (SELECT min(id) FROM invoices WHERE account_id = :a)",
+        a=alice,
+        b=bob,
+    )
+    moved = await versions(db, "alice", "bob")
+    assert moved[0] > before[0] and moved[1] > before[1]
+
+    # A ledger entry is alice's through her credit account
+    await commit(db, "INSERT INTO credit_accounts (account_id) VALUES (:a)", a=alice)
+    opened = await versions(db, "alice", "bob")
+    await commit(
+        db,
+        "INSERT INTO credit_entries (credit_account_id, kind, amount, balance_after, reason,"
+        " idempotency_key, actor) SELECT id, 'grant', 10, 10, 'test', 'k1', 'test'"
+        " FROM credit_accounts WHERE account_id = :a",
+        a=alice,
+    )
+    granted = await versions(db, "alice", "bob")
+    assert granted[0] == opened[0] + 1 and granted[1] == opened[1]
