@@ -461,3 +461,13 @@ class ReadChange(Base):
     transaction_id: Mapped[int] = mapped_column(server_default=text("txid_current()"))
 
     __table_args__ = (Index(None, "account_id", "transaction_id", unique=True),)
+
+
+class ReadChangeTotal(Base):
+    """How many of an account's `read_changes` rows were folded away: its version is this
+    plus the rows left (services/response_cache.py)."""
+
+    __tablename__ = "read_change_totals"
+
+    account_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    changes: Mapped[int]

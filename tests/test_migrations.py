@@ -23,6 +23,7 @@ TABLES = {
     "idempotency_keys",
     "audit_log",
     "read_changes",
+    "read_change_totals",
 }
 
 

@@ -205,3 +205,25 @@ async def test_a_row_moving_between_accounts_and_credit_entries_move_the_version
     )
     granted = await versions(db, "alice", "bob")
     assert granted[0] == opened[0] + 1 and granted[1] == opened[1]
+
+
+async def test_folding_read_changes_away_keeps_every_version(client, db: Database, token_for):
+    alice = await a_customer(db, "alice")
+    await a_customer(db, "bob")
+    token = token_for("alice")
+    first, _ = await dashboard(client, token, db)
+    before = await versions(db, "alice", "bob")
+
+    async with db.session() as session:
+        await response_cache.fold_read_changes(session=session)
+
+    async with db.engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM read_changes")) == 0
+    assert await versions(db, "alice", "bob") == before
+    _, statements = await dashboard(client, token, db)
+    assert statements == 1  # still the cached answer: only the version was read
+    await commit(db, "UPDATE accounts SET email = 'new@x.test' WHERE id = :a", a=alice)
+    changed = await versions(db, "alice", "bob")
+    assert changed[0] == before[0] + 1 and changed[1] == before[1]
+    again, _ = await dashboard(client, token, db)
+    assert again["customer"]["email"] == "new@x.test" != first["customer"]["email"]

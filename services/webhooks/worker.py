@@ -3,17 +3,21 @@
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.database import Database
 from gateway.settings import Settings
+from services import response_cache
 from services.stripe.client import StripeApi
 from services.webhooks import inbox
 from services.webhooks.inbox import RetryPolicy
 
 log = logging.getLogger("billing_gateway.webhooks.worker")
+
+FOLD_READ_CHANGES_SECONDS = 300.0
 
 
 class WebhookWorker:
@@ -42,6 +46,7 @@ class WebhookWorker:
         self._listener: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection under the listener
         self._task: asyncio.Task[None] | None = None
+        self._next_fold = 0.0
 
     def start(self) -> "WebhookWorker":
         self._task = asyncio.create_task(self.run(), name="webhook-worker")
@@ -62,6 +67,7 @@ class WebhookWorker:
                 await self._ensure_listening()
                 try:
                     await self.drain()
+                    await self._fold_read_changes_when_due()
                 except Exception:  # the database is unreachable: try again at the next poll
                     log.exception("webhook worker could not claim events")
                 await self._sleep()
@@ -81,6 +87,14 @@ class WebhookWorker:
         ):
             count += 1
         return count
+
+    async def _fold_read_changes_when_due(self) -> None:
+        """Keep the response cache's change log small; the background work of any worker."""
+        if time.monotonic() < self._next_fold:
+            return
+        self._next_fold = time.monotonic() + FOLD_READ_CHANGES_SECONDS
+        async with self.database.session() as session:
+            await response_cache.fold_read_changes(session=session)
 
     async def _sleep(self) -> None:
         with contextlib.suppress(TimeoutError):
