@@ -18,6 +18,11 @@ from db.embedded import DATABASE_NAME, start_embedded_postgres
 from gateway.settings import Settings
 
 DUPLICATE_DATABASE = "42P04"
+DRIVER_POOL_SIZE = 10
+
+
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    return None
 
 
 class Database:
@@ -35,8 +40,12 @@ class Database:
         self.reads = async_sessionmaker(
             self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
         )
+        self._driver_pool: asyncpg.Pool | None = None
 
     async def dispose(self) -> None:
+        if self._driver_pool is not None:
+            await self._driver_pool.close()
+            self._driver_pool = None
         await self.engine.dispose()
 
     def session(self) -> AsyncSession:
@@ -44,12 +53,18 @@ class Database:
 
     @asynccontextmanager
     async def driver_connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled asyncpg connection outside any transaction (each statement commits).
-
-        For the one hot path that must not pay for sessions: webhook ingest."""
-        async with self.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            yield raw.driver_connection
+        """A connection of a small asyncpg pool of its own, outside any transaction (each
+        statement commits), for the one hot path that must not pay for sessions: webhook
+        ingest. Its users leave no state behind (no transaction, LISTEN or SET), so a
+        connection goes back without a reset; the pool's size is fixed, so a burst waits
+        for a connection rather than opening and closing them."""
+        if self._driver_pool is None:
+            dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._driver_pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=DRIVER_POOL_SIZE, reset=_nothing_to_reset
+            )
+        async with self._driver_pool.acquire() as connection:
+            yield connection
 
     def read_session(self) -> AsyncSession:
         """A session for reads only: each statement sees the latest commits on its own."""
