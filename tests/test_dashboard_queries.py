@@ -19,6 +19,7 @@ from db.models import (
 )
 from tests import factories
 from tests.conftest import graphql
+from tests.credits.support import grant
 
 DASHBOARD = """
 query ($first: Int) {
@@ -38,6 +39,11 @@ query ($first: Int) {
       totalCount
       edges { node { status amount { amount } paymentMethod { last4 } invoice { id } receiptUrl } }
     }
+    credits {
+      balance
+      entries(first: $first) { totalCount edges { node { kind amount balanceAfter reason } } }
+    }
+    access { status hasAccess until subscription { id status } }
   }
 }
 """
@@ -126,6 +132,7 @@ async def seed_billing(database: Database, user_id: str, items: int) -> None:
         )
         for row in rows:
             await factories.add(database, row)
+        await grant(database, account.id, 100, f"in_{key}")
 
 
 async def dashboard_statements(client, db: Database, token: str) -> tuple[dict[str, Any], int]:
@@ -158,5 +165,10 @@ async def test_the_dashboard_runs_the_same_statements_for_2_and_for_50_items(
         payments = [edge["node"] for edge in viewer["transactions"]["edges"]]
         assert all(p["invoice"] and p["paymentMethod"]["last4"] for p in payments)
         assert viewer["activeSubscription"]["status"] == "ACTIVE"
+        active = viewer["activeSubscription"]
+        assert viewer["access"]["subscription"] == {"id": active["id"], "status": active["status"]}
+        assert viewer["access"]["hasAccess"] and viewer["access"]["status"] == "ACTIVE"
+        assert viewer["credits"]["balance"] == str(100 * items)
+        assert viewer["credits"]["entries"]["totalCount"] == items
         assert viewer["customer"]["defaultPaymentMethod"]["last4"] == "4242"
     assert abs(many_count - few_count) <= BATCH_TIMING_SLACK, (few_count, many_count)
