@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.support import free_port, wrk_post  # noqa: E402
 from db.database import Database, create_database_if_missing  # noqa: E402
 from db.embedded import start_embedded_postgres  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
@@ -528,28 +528,6 @@ def serve(kind: str, port: int, database_url: str, profile: bool) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-WRK_SCRIPT = """
-local requests = {}
-local index = 0
-init = function(args)
-  local token = nil
-  for line in io.lines(args[1]) do
-    if token == nil then
-      token = line
-    else
-      table.insert(requests, wrk.format("POST", "/graphql",
-        {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, line))
-      token = nil
-    end
-  end
-end
-request = function()
-  index = index % #requests + 1
-  return requests[index]
-end
-"""
-
-
 def requests_for(query_name: str, settings: Settings) -> list[tuple[str, str]]:
     """(token, body) pairs: the dashboard of 200 customers in turn, or the admin's list."""
     if query_name == "list":
@@ -563,35 +541,16 @@ def requests_for(query_name: str, settings: Settings) -> list[tuple[str, str]]:
 
 
 def drive(port: int, requests: list[tuple[str, str]], connections: int, seconds: int) -> dict:
-    """wrk posts the requests (cycling) for `seconds`; its requests/s and latency quantiles."""
-    work = Path(f"/tmp/bench_dashboard_{os.getpid()}")
-    work.mkdir(exist_ok=True)
-    script, listing = work / "post.lua", work / "requests.txt"
-    script.write_text(WRK_SCRIPT)
-    listing.write_text("".join(f"{token}\n{body}\n" for token, body in requests))
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "--latency", "-s", str(script),
-               f"http://127.0.0.1:{port}", "--", str(listing)]  # fmt: skip
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    assert "Non-2xx" not in output, output
-    return {
-        "rps": float(output.split("Requests/sec:")[1].split()[0]),
-        "p50_ms": _latency(output, "50%"),
-        "p99_ms": _latency(output, "99%"),
-    }
-
-
-def _latency(output: str, quantile: str) -> float:
-    value = output.split(f" {quantile}")[1].split()[0]
-    for unit, factor in (("ms", 1.0), ("us", 0.001), ("s", 1000.0)):
-        if value.endswith(unit):
-            return float(value[: -len(unit)]) * factor
-    raise ValueError(value)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """wrk posts the (token, body) requests (cycling) for `seconds`."""
+    authorized = [(f"Bearer {token}", body) for token, body in requests]
+    return wrk_post(
+        port,
+        "/graphql",
+        authorized,
+        header="Authorization",
+        connections=connections,
+        seconds=seconds,
+    )
 
 
 async def first_answer(port: int, token: str, body: str) -> dict[str, Any]:

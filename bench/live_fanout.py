@@ -19,7 +19,6 @@ import contextlib
 import itertools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.support import free_port, wait_for  # noqa: E402
 from db.database import Database, create_database_if_missing  # noqa: E402
 from db.embedded import start_embedded_postgres  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
@@ -129,23 +129,6 @@ def serve(kind: str, port: int, database_url: str, message_size: int) -> None:
         access_log=False,
         ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,  # as `billing-gateway serve` runs
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def wait_for(port: int) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(400):
-            try:
-                await client.get(f"http://127.0.0.1:{port}/healthz")
-                return
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
-    raise RuntimeError("the server did not start")
 
 
 # --- clients ---------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import psutil
 import stripe
 import uvicorn
@@ -42,6 +40,7 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.support import free_port, wait_for, wrk_post  # noqa: E402
 from db.database import Database, create_database_if_missing  # noqa: E402
 from db.embedded import start_embedded_postgres  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
@@ -132,72 +131,18 @@ def make_events(count: int) -> list[str]:
     return events + resends
 
 
-WRK_SCRIPT = """
-local requests = {}
-local index = 0
-init = function(args)
-  local signature = nil
-  for line in io.lines(args[1]) do
-    if signature == nil then
-      signature = line
-    else
-      table.insert(requests, wrk.format("POST", "/webhooks/stripe",
-        {["Stripe-Signature"] = signature, ["Content-Type"] = "application/json"}, line))
-      signature = nil
-    end
-  end
-end
-request = function()
-  index = index % #requests + 1
-  return requests[index]
-end
-"""
-
-
 def load(port: int, payloads: list[str], connections: int, seconds: int) -> dict[str, float]:
-    """wrk posts the payloads (cycling) for `seconds`; its requests/s and latency quantiles."""
-    work = Path(f"/tmp/bench_ingest_{os.getpid()}")
-    work.mkdir(exist_ok=True)
-    script, requests = work / "post.lua", work / "requests.txt"
-    script.write_text(WRK_SCRIPT)
-    with requests.open("w") as out:
-        for payload in payloads:
-            out.write(signature_header(payload, SANDBOX_WEBHOOK_SECRET) + "\n" + payload + "\n")
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-               f"http://127.0.0.1:{port}", "--", str(requests)]  # fmt: skip
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    assert "Non-2xx" not in output, output
-    return {
-        "requests": int(output.split(" requests in ")[0].split()[-1]),
-        "events_per_second": float(output.split("Requests/sec:")[1].split()[0]),
-        "p50_ms": _latency(output, "50%"),
-        "p99_ms": _latency(output, "99%"),
-    }
-
-
-def _latency(output: str, quantile: str) -> float:
-    value = output.split(f" {quantile}")[1].split()[0]
-    for unit, factor in (("ms", 1.0), ("us", 0.001), ("s", 1000.0)):
-        if value.endswith(unit):
-            return float(value[: -len(unit)]) * factor
-    raise ValueError(value)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def wait_for(port: int) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(200):
-            try:
-                await client.post(f"http://127.0.0.1:{port}/webhooks/stripe", content="{}")
-                return
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
-    raise RuntimeError("the server did not start")
+    """wrk posts the signed payloads (cycling) for `seconds`."""
+    signed = [(signature_header(payload, SANDBOX_WEBHOOK_SECRET), payload) for payload in payloads]
+    figures = wrk_post(
+        port,
+        "/webhooks/stripe",
+        signed,
+        header="Stripe-Signature",
+        connections=connections,
+        seconds=seconds,
+    )
+    return figures | {"events_per_second": figures["rps"]}
 
 
 async def measure(kind: str, url: str, database: Database, args) -> dict[str, float]:

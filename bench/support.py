@@ -1,0 +1,86 @@
+"""What the benchmarks share: a free port, waiting for a server to listen, and wrk posting
+prepared requests (Debian's `wrk`: Python clients top out near 400 requests/s here,
+which would measure the client, not the server)."""
+
+import asyncio
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import httpx
+
+WRK_SCRIPT = """
+local requests = {}
+local index = 0
+init = function(args)
+  local path, header, value = args[2], args[3], nil
+  for line in io.lines(args[1]) do
+    if value == nil then
+      value = line
+    else
+      table.insert(requests, wrk.format("POST", path,
+        {[header] = value, ["Content-Type"] = "application/json"}, line))
+      value = nil
+    end
+  end
+end
+request = function()
+  index = index % #requests + 1
+  return requests[index]
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_for(port: int) -> None:
+    """Until the server on `port` answers anything."""
+    async with httpx.AsyncClient() as client:
+        for _ in range(400):
+            try:
+                await client.get(f"http://127.0.0.1:{port}/")
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    raise RuntimeError("the server did not start")
+
+
+def wrk_post(
+    port: int,
+    path: str,
+    requests: list[tuple[str, str]],
+    *,
+    header: str,
+    connections: int,
+    seconds: int,
+) -> dict[str, float]:
+    """wrk posts the (header value, JSON body) requests in turn to `path` for `seconds`;
+    the requests made, requests/s and latency quantiles. Any non-2xx answer is an error."""
+    work = Path(f"/tmp/bench_wrk_{os.getpid()}")
+    work.mkdir(exist_ok=True)
+    script, listing = work / "post.lua", work / "requests.txt"
+    script.write_text(WRK_SCRIPT)
+    listing.write_text("".join(f"{value}\n{body}\n" for value, body in requests))
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "--latency",
+               "-s", str(script), f"http://127.0.0.1:{port}", "--", str(listing), path, header]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "Non-2xx" not in output, output
+    return {
+        "requests": int(output.split(" requests in ")[0].split()[-1]),
+        "rps": float(output.split("Requests/sec:")[1].split()[0]),
+        "p50_ms": _latency(output, "50%"),
+        "p99_ms": _latency(output, "99%"),
+    }
+
+
+def _latency(output: str, quantile: str) -> float:
+    value = output.split(f" {quantile}")[1].split()[0]
+    for unit, factor in (("ms", 1.0), ("us", 0.001), ("s", 1000.0)):
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * factor
+    raise ValueError(value)
