@@ -69,7 +69,7 @@ class WebhookWorker:
                     await self.drain()
                     await self._fold_read_changes_when_due()
                 except Exception:  # the database is unreachable: try again at the next poll
-                    log.exception("webhook worker could not claim events")
+                    log.exception("webhook worker could not reach the database")
                 await self._sleep()
         finally:
             await self._stop_listening()
