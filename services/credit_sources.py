@@ -11,7 +11,7 @@ grant they reverse arrives later, under the wallet lock, so neither side misses 
 from datetime import datetime
 
 import stripe as stripe_sdk
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
@@ -46,9 +46,16 @@ async def grant_for_invoice(
 
     Only lines that charged a full period count: prorations and free (trial) lines grant
     nothing. A line's price the mirror does not know yet is read from Stripe first."""
-    invoice = await session.scalar(select(Invoice).where(Invoice.stripe_invoice_id == invoice_id))
+    invoice = await session.scalar(
+        select(Invoice)
+        .where(Invoice.stripe_invoice_id == invoice_id)
+        # The handler may hold the row from before its upsert (a Core statement).
+        .execution_options(populate_existing=True)
+    )
     if invoice is None or invoice.status is not InvoiceStatus.PAID:
         return
+    if await credits.has_entry(session, account_id=account_id, key=f"grant:{invoice_id}"):
+        return  # the common case (invoice.paid, then invoice.payment_succeeded): no wallet lock
     lines = await session.scalars(
         select(InvoiceLine).where(
             InvoiceLine.invoice_id == invoice.id,
@@ -111,34 +118,26 @@ async def _grant(
     posted = await credits.post(session, account_id=account_id, posting=posting)
     if not posted.created:
         return
-    intents = await session.scalars(
-        select(PaymentTransaction.stripe_payment_intent_id).where(paid_by)
-    )
-    for intent_id in intents.all():
-        if await _may_be_reversed(session, intent_id):
-            await settle_reversals(
-                session, stripe, account_id=account_id, intent_id=intent_id, actor=actor
-            )
+    for intent_id in (await session.scalars(_maybe_reversed(paid_by))).all():
+        await settle_reversals(
+            session, stripe, account_id=account_id, intent_id=intent_id, actor=actor
+        )
 
 
-async def _may_be_reversed(session: AsyncSession, intent_id: str) -> bool:
-    """Whether a refund or dispute of the payment may have been applied before this grant.
+def _maybe_reversed(paid_by: ColumnElement[bool]) -> Select[tuple[str]]:
+    """The payments (`paid_by`) a refund or dispute may have been applied to before the grant.
 
-    Only then is Stripe read (under the wallet lock, which spends wait on). Otherwise each
+    Only theirs is Stripe read (under the wallet lock, which spends wait on). Every other
     refund or dispute is still to be applied: its charge.refunded or charge.dispute.* event
     comes after this grant commits (they wait on the wallet lock), and settles it then."""
-    refunded = await session.scalar(
-        select(PaymentTransaction.amount_refunded).where(
-            PaymentTransaction.stripe_payment_intent_id == intent_id
-        )
-    )
-    if refunded:
-        return True
+    intent_id = PaymentTransaction.stripe_payment_intent_id
     disputed = select(StripeEvent.id).where(
         StripeEvent.type.in_(DISPUTE_EVENTS),
         StripeEvent.payload["data"]["object"]["payment_intent"].astext == intent_id,
     )
-    return bool(await session.scalar(select(disputed.exists())))
+    return select(intent_id).where(
+        paid_by, or_(PaymentTransaction.amount_refunded > 0, disputed.exists())
+    )
 
 
 async def settle_reversals(

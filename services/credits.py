@@ -85,6 +85,16 @@ async def find_entry(session: AsyncSession, wallet_id: int, key: str) -> CreditE
     )
 
 
+async def has_entry(session: AsyncSession, *, account_id: int, key: str) -> bool:
+    """Whether the account's wallet has the entry keyed `key`, without locking it."""
+    entry = (
+        select(CreditEntry.id)
+        .join(CreditAccount, CreditAccount.id == CreditEntry.credit_account_id)
+        .where(CreditAccount.account_id == account_id, CreditEntry.idempotency_key == key)
+    )
+    return bool(await session.scalar(select(entry.exists())))
+
+
 async def post(session: AsyncSession, *, account_id: int, posting: Posting) -> Posted:
     """Append `posting` once per key, moving the balance with it, in the caller's transaction.
 

@@ -34,7 +34,19 @@ async def publish(
     `account_id` is the owner (None for admin-only updates); `row_id` is our primary key
     of the changed row (the subscription, invoice, transaction, payment method, credit
     entry or webhook event), None when the whole account should resync."""
-    payload = json.dumps({"kind": kind.value, "account": account_id, "row": row_id})
-    await session.execute(
-        text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
-    )
+    await publish_each(session, kind, account_id=account_id, row_ids=[row_id])
+
+
+async def publish_each(
+    session: AsyncSession, kind: UpdateKind, *, account_id: int | None, row_ids: list[int | None]
+) -> None:
+    """`publish` for several rows of one kind and owner, in one statement."""
+    payloads = [
+        json.dumps({"kind": kind.value, "account": account_id, "row": row_id}) for row_id in row_ids
+    ]
+    await session.execute(PUBLISH, {"channel": CHANNEL, "payloads": payloads})
+
+
+PUBLISH = text(
+    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"
+)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, delete, func, or_, select
+from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -352,6 +352,15 @@ async def upsert_transaction(
         )
     if invoice_id is not None:
         values["invoice_stripe_id"] = invoice_id
-    return await _upsert(
+    row_id, applied = await _upsert_applied(
         session, PaymentTransaction, "stripe_payment_intent_id", values, observed_at, event_id
     )
+    if invoice_id is not None and not applied:
+        # The row holds newer state (a concurrent re-read), which may lack the link; a link
+        # never changes once made, so it holds whatever the order.
+        await session.execute(
+            update(PaymentTransaction)
+            .where(PaymentTransaction.id == row_id)
+            .values(invoice_stripe_id=invoice_id)
+        )
+    return row_id

@@ -11,15 +11,39 @@ StripeEvent = dict[str, Any]
 Handler = Callable[[AsyncSession, StripeApi, StripeEvent], Awaitable[None]]
 
 HANDLERS: dict[str, Handler] = {}
+# Handlers whose pending events of one object may be applied as one (see Coalesced).
+COALESCING: set[Handler] = set()
 
 
-def handles(*event_types: str) -> Callable[[Handler], Handler]:
+class Coalesced(dict[str, Any]):
+    """An object's newest pending event, standing for its older pending ones too.
+
+    Same-second events cannot be ordered, and older ones may carry what the newest does not
+    (an invoice's payment attempt), so its snapshot is not trusted: `ambiguous` is True and
+    the handler applies the object as Stripe has it now, which covers every one of them."""
+
+
+def handles(*event_types: str, coalesce: bool = False) -> Callable[[Handler], Handler]:
+    """Register a handler for these types. `coalesce`: the handler re-reads the object when
+    `ambiguous` says so, and that read is all its events of the object could apply."""
+
     def register(handler: Handler) -> Handler:
         for event_type in event_types:
             HANDLERS[event_type] = handler
+        if coalesce:
+            COALESCING.add(handler)
         return handler
 
     return register
+
+
+def coalescing_types(event_type: str) -> list[str]:
+    """The event types whose pending events of one object may be applied with one of this
+    type; none when its handler applies each event on its own."""
+    handler = HANDLERS.get(event_type)
+    if handler not in COALESCING:
+        return []
+    return [other for other, same in HANDLERS.items() if same is handler]
 
 
 async def apply_event(*, session: AsyncSession, stripe: StripeApi, event: StripeEvent) -> bool:

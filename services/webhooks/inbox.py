@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.database import Database
 from db.models import StripeEvent, WebhookEventStatus
 from services.errors import NotFound
-from services.live import UpdateKind, publish
+from services.live import UpdateKind, publish_each
 from services.pagination import Page, paginate
 from services.stripe.client import StripeApi
 from services.webhooks import dispatch
@@ -121,43 +121,72 @@ DUE_EVENT = (
 
 async def process_next_event(
     *, sessions: async_sessionmaker[AsyncSession], stripe: StripeApi, policy: RetryPolicy
-) -> bool:
-    """Claim one due event and apply it; False when none is due.
+) -> int:
+    """Claim one due event, with the later due events of its object its handler may apply at
+    once (Coalesced), and apply them; the number settled or retried, 0 when none is due.
 
     One transaction holds the claim throughout: the handler runs in a savepoint, so a
     failing handler's work is undone while its failure is recorded under the same lock,
-    and no other worker can take the event before its backoff is set."""
+    and no other worker can take the events before their backoff is set."""
     async with sessions() as session, session.begin():
         row = await session.scalar(DUE_EVENT)
         if row is None:
-            return False
-        event_id, attempts, payload = row.id, row.attempts, row.payload
+            return 0
+        claimed = [row, *await _later_of_same_object(session, row)]
+        ids = [event.id for event in claimed]
+        attempts = max(event.attempts for event in claimed)
+        payload = claimed[-1].payload
+        event = payload if len(claimed) == 1 else dispatch.Coalesced(payload)
         try:
             async with session.begin_nested():
-                applied = await dispatch.apply_event(session=session, stripe=stripe, event=payload)
+                applied = await dispatch.apply_event(session=session, stripe=stripe, event=event)
         except Exception as error:
-            await session.execute(_failed(event_id, attempts + 1, error, policy))
+            await session.execute(_failed(ids, attempts + 1, error, policy))
         else:
-            await session.execute(_settled(event_id, applied))
-        await publish(session, UpdateKind.WEBHOOK_EVENT, account_id=None, row_id=event_id)
-    return True
+            await session.execute(_settled(ids, applied))
+        await publish_each(session, UpdateKind.WEBHOOK_EVENT, account_id=None, row_ids=ids)
+    return len(ids)
 
 
-def _settled(event_id: int, applied: bool) -> Any:
+async def _later_of_same_object(session: AsyncSession, row: StripeEvent) -> list[StripeEvent]:
+    """The due events after `row` of its object that its handler applies with it, claimed.
+
+    Under a backlog an object's events pile up (an invoice's created, finalized, paid and
+    payment_succeeded come within a second); applying them as one keeps the work per object,
+    not per event. Events another worker holds are skipped: it applies them after us."""
+    types = dispatch.coalescing_types(row.type)
+    if not types or row.object_id is None:
+        return []
+    later = (
+        select(StripeEvent)
+        .where(
+            StripeEvent.object_id == row.object_id,
+            StripeEvent.type.in_(types),
+            StripeEvent.status == WebhookEventStatus.PENDING,
+            StripeEvent.next_attempt_at <= func.now(),
+            StripeEvent.id != row.id,
+        )
+        .order_by(StripeEvent.stripe_created_at, StripeEvent.id)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.scalars(later)).all())
+
+
+def _settled(event_ids: list[int], applied: bool) -> Any:
     status = WebhookEventStatus.PROCESSED if applied else WebhookEventStatus.SKIPPED
     return (
         update(StripeEvent)
-        .where(StripeEvent.id == event_id)
+        .where(StripeEvent.id.in_(event_ids))
         .values(status=status, processed_at=func.now(), last_error=None)
     )
 
 
-def _failed(event_id: int, attempts: int, error: Exception, policy: RetryPolicy) -> Any:
-    """Count the failed attempt and schedule the next, or park the event after the last."""
+def _failed(event_ids: list[int], attempts: int, error: Exception, policy: RetryPolicy) -> Any:
+    """Count the failed attempt and schedule the next, or park the events after the last."""
     parked = attempts >= policy.max_attempts
     return (
         update(StripeEvent)
-        .where(StripeEvent.id == event_id)
+        .where(StripeEvent.id.in_(event_ids))
         .values(
             attempts=attempts,
             last_error=f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS],

@@ -75,17 +75,17 @@ class WebhookWorker:
             await self._stop_listening()
 
     async def drain(self) -> int:
-        """Apply every due event; the number claimed."""
+        """Apply every due event; how many were settled or retried."""
         async with asyncio.TaskGroup() as claimers:  # one failing cancels the others
             tasks = [claimers.create_task(self._drain_one()) for _ in range(self.concurrency)]
         return sum(task.result() for task in tasks)
 
     async def _drain_one(self) -> int:
         count = 0
-        while await inbox.process_next_event(
+        while claimed := await inbox.process_next_event(
             sessions=self.database.sessions, stripe=self.stripe, policy=self.policy
         ):
-            count += 1
+            count += claimed
         return count
 
     async def _fold_read_changes_when_due(self) -> None:

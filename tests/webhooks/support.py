@@ -79,13 +79,16 @@ async def make_due_now(db: Database) -> None:
 
 
 @contextlib.contextmanager
-def handler_for(event_type: str, handler: dispatch.Handler) -> Iterator[None]:
+def handler_for(
+    event_type: str, handler: dispatch.Handler, *, coalesce: bool = False
+) -> Iterator[None]:
     """Register a made-up event type's handler for one test only."""
-    dispatch.HANDLERS[event_type] = handler
+    dispatch.handles(event_type, coalesce=coalesce)(handler)
     try:
         yield
     finally:
         dispatch.HANDLERS.pop(event_type, None)
+        dispatch.COALESCING.discard(handler)
 
 
 class Calls:
@@ -93,6 +96,7 @@ class Calls:
 
     def __init__(self, failures: int = 0, delay: float = 0.0) -> None:
         self.event_ids: list[str] = []
+        self.coalesced: list[bool] = []
         self.failures = failures
         self.delay = delay
 
@@ -105,6 +109,7 @@ class Calls:
             self.failures -= 1
             raise RuntimeError("the mirror is not ready yet")
         self.event_ids.append(event["id"])
+        self.coalesced.append(isinstance(event, dispatch.Coalesced))
 
 
 @pytest.fixture
@@ -130,7 +135,7 @@ async def workers(db: Database, settings: Settings) -> AsyncIterator[Any]:
         await worker.stop()
 
 
-def worker_on(db: Database, settings: Settings) -> WebhookWorker:
+def worker_on(db: Database, settings: Settings, concurrency: int = 4) -> WebhookWorker:
     """A worker not started: tests call `drain()` themselves, step by step."""
     stripe = StripeApi(settings, settings.stripe_api_base)
-    return WebhookWorker(database=db, stripe=stripe, policy=TEST_POLICY)
+    return WebhookWorker(database=db, stripe=stripe, policy=TEST_POLICY, concurrency=concurrency)

@@ -2,11 +2,19 @@
 and however many workers apply them at once, the mirror ends as in-order delivery leaves it
 (which is what Stripe says now)."""
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import delete, func, select
 
+from db.models import StripeEvent, WebhookEventStatus
 from services.stripe.client import StripeApi
+from services.webhooks import inbox
+from services.webhooks.inbox import RetryPolicy
+from services.webhooks.worker import WebhookWorker
+from tests.credits.support import wallet
 from tests.webhooks import lifecycles
 from tests.webhooks.lifecycles import (
     Recorded,
@@ -93,3 +101,63 @@ async def test_any_order_with_duplicates_converges_other(db, api, other, data):
 async def test_newest_first_converges(db, api, happy):
     recorded, expected = happy
     await converges(db, api, recorded, expected, list(reversed(range(len(recorded.events)))))
+
+
+# --- through the inbox: a worker applies an object's pending events as one ----------------
+
+
+async def drain_inbox_of(
+    db, api, events: list[dict], concurrency: int = 3
+) -> dict[WebhookEventStatus, int]:
+    """Store the events in an empty inbox (duplicates once), let `concurrency` claim loops
+    drain it, and count the stored events by status."""
+    async with db.session() as session, session.begin():
+        await session.execute(delete(StripeEvent))
+    for event in events:
+        await inbox.store_event(database=db, event=event, payload=json.dumps(event, default=str))
+    worker = WebhookWorker(
+        database=db, stripe=api, policy=RetryPolicy(), concurrency=concurrency, listen=False
+    )
+    await worker.drain()
+    async with db.session() as session:
+        counted = await session.execute(
+            select(StripeEvent.status, func.count()).group_by(StripeEvent.status)
+        )
+        return dict(counted.tuples().all())
+
+
+@settings(EXAMPLES, max_examples=15)
+@given(data=st.data())
+async def test_any_order_through_the_inbox_converges(db, api, happy, data):
+    recorded, expected = happy
+    order = data.draw(deliveries(len(recorded.events)))
+    await clear_mirror(db)
+
+    statuses = await drain_inbox_of(db, api, [recorded.events[index] for index in order])
+
+    assert WebhookEventStatus.PENDING not in statuses
+    assert await mirror_state(db, recorded.customer.account_id) == expected
+    assert sum(statuses.values()) == len(recorded.events)
+
+
+async def test_an_invoices_pending_events_applied_as_one_grant_its_credits_once(db, billing, api):
+    recorded = await lifecycles.record(db, api, billing, lifecycles.happy_life)
+    events = recorded.events
+    created = next(i for i, e in enumerate(events) if e["type"] == "invoice.created")
+    invoice_id = events[created]["data"]["object"]["id"]
+    of_invoice = [e for e in events if e["data"]["object"].get("id") == invoice_id]
+    assert len(of_invoice) >= 3  # created, then finalized, paid and payment_succeeded
+
+    # The draft invoice is mirrored first; its later events then wait in the inbox together
+    # and one claim loop applies them as one, reading the invoice (paid) over its draft row.
+    await drain_inbox_of(db, api, events[: created + 1], concurrency=1)
+    statuses = await drain_inbox_of(db, api, events[created + 1 :], concurrency=1)
+
+    assert statuses.get(WebhookEventStatus.FAILED) is None
+    state = await wallet(db, recorded.customer.account_id)
+    grants = [e for e in state.entries if e.idempotency_key == f"grant:{invoice_id}"]
+    assert len(grants) == 1 and grants[0].amount > 0
+    assert state.balance == state.ledger_sum
+    assert await mirror_state(db, recorded.customer.account_id) == await stripe_state(
+        billing, recorded.customer.stripe_id
+    )

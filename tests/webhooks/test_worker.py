@@ -85,6 +85,56 @@ async def test_a_failing_handler_is_retried_after_a_backoff_then_succeeds(client
     assert calls.event_ids == [event["id"]]
 
 
+async def test_an_objects_due_events_are_applied_as_one_by_a_coalescing_handler(
+    client, db, settings
+):
+    calls = Calls()
+    now = int(time.time())
+    same = [make_event(EVENT_TYPE, object_id="obj_a", created=now - age) for age in (9, 5, 5)]
+    other = make_event(EVENT_TYPE, object_id="obj_b", created=now - 7)
+    with handler_for(EVENT_TYPE, calls, coalesce=True):
+        for event in [*same, other]:
+            await post_event(client, event)
+        assert await worker_on(db, settings, concurrency=1).drain() == 4
+
+    # obj_a's three as one (its newest, to be re-read), then obj_b's on its own.
+    assert calls.event_ids == [same[2]["id"], other["id"]]
+    assert calls.coalesced == [True, False]
+    rows = await stored_events(db)
+    assert {row.status for row in rows} == {WebhookEventStatus.PROCESSED}
+
+
+async def test_a_handler_that_does_not_coalesce_gets_each_event(client, db, settings):
+    calls = Calls()
+    events = [make_event(EVENT_TYPE, object_id="obj_a") for _ in range(3)]
+    with handler_for(EVENT_TYPE, calls):
+        for event in events:
+            await post_event(client, event)
+        assert await worker_on(db, settings, concurrency=1).drain() == 3
+    assert sorted(calls.event_ids) == sorted(event["id"] for event in events)
+    assert calls.coalesced == [False, False, False]
+
+
+async def test_events_applied_as_one_fail_and_are_retried_together(client, db, settings):
+    calls = Calls(failures=1)
+    events = [make_event(EVENT_TYPE, object_id="obj_a") for _ in range(2)]
+    worker = worker_on(db, settings, concurrency=1)
+    with handler_for(EVENT_TYPE, calls, coalesce=True):
+        for event in events:
+            await post_event(client, event)
+        assert await worker.drain() == 2
+        rows = await stored_events(db)
+        assert [(row.status, row.attempts) for row in rows] == [
+            (WebhookEventStatus.PENDING, 1),
+            (WebhookEventStatus.PENDING, 1),
+        ]
+        await make_due_now(db)
+        assert await worker.drain() == 2
+    assert calls.event_ids == [events[1]["id"]]
+    rows = await stored_events(db)
+    assert {row.status for row in rows} == {WebhookEventStatus.PROCESSED}
+
+
 async def test_the_backoff_grows_and_is_capped():
     delays = [TEST_POLICY.delay(attempt).total_seconds() for attempt in range(1, 8)]
     assert 30 <= delays[0] <= 60 and 60 <= delays[1] <= 120

@@ -7,6 +7,8 @@ from typing import Any, Protocol
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.webhooks.dispatch import Coalesced
+
 StripeDict = dict[str, Any]
 
 
@@ -40,7 +42,10 @@ def ambiguous(row: Mirrored | None, event: StripeDict) -> bool:
     """True when the row was last changed in the event's own second by something else.
 
     Stripe's `created` has one-second resolution, so two events of one second cannot be
-    ordered by it; the snapshot may be older than what the row holds. Re-read then."""
+    ordered by it; the snapshot may be older than what the row holds. Re-read then; and
+    always for an event standing for several (Coalesced)."""
+    if isinstance(event, Coalesced):
+        return True
     if row is None or row.last_event_at is None or row.last_event_id == event["id"]:
         return False
     return int(row.last_event_at.timestamp()) == event["created"]

@@ -9,7 +9,7 @@ from services.webhooks import dispatch, sync
 from services.webhooks.handlers.base import StripeDict, ambiguous, event_time, lock, obj
 
 
-@dispatch.handles("customer.created", "customer.updated", "customer.deleted")
+@dispatch.handles("customer.created", "customer.updated", "customer.deleted", coalesce=True)
 async def customer_changed(session: AsyncSession, stripe: StripeApi, event: StripeDict) -> None:
     """Copy the customer onto its account; a customer we do not know is another system's."""
     customer = obj(event)

@@ -33,6 +33,7 @@ PAYMENT_EVENTS = (
     "invoice.payment_action_required",
     "invoice.voided",
     "invoice.marked_uncollectible",
+    coalesce=True,
 )
 async def invoice_changed(session: AsyncSession, stripe: StripeApi, event: StripeDict) -> None:
     """Apply the snapshot (or re-read it when ambiguous), link its payments, and grant the

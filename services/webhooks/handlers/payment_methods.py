@@ -10,7 +10,9 @@ from services.webhooks import dispatch, sync
 from services.webhooks.handlers.base import StripeDict, ambiguous, event_time, lock, obj
 
 
-@dispatch.handles("payment_method.attached", "payment_method.detached", "payment_method.updated")
+@dispatch.handles(
+    "payment_method.attached", "payment_method.detached", "payment_method.updated", coalesce=True
+)
 async def payment_method_changed(
     session: AsyncSession, stripe: StripeApi, event: StripeDict
 ) -> None:

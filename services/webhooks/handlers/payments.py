@@ -24,6 +24,7 @@ from services.webhooks.handlers.base import (
     "payment_intent.requires_action",
     "payment_intent.processing",
     "payment_intent.canceled",
+    coalesce=True,
 )
 async def payment_intent_changed(
     session: AsyncSession, stripe: StripeApi, event: StripeDict

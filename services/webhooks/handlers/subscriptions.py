@@ -17,6 +17,7 @@ from services.webhooks.handlers.base import StripeDict, ambiguous, event_time, l
     "customer.subscription.trial_will_end",
     "customer.subscription.paused",
     "customer.subscription.resumed",
+    coalesce=True,
 )
 async def subscription_changed(session: AsyncSession, stripe: StripeApi, event: StripeDict) -> None:
     """Apply the snapshot, or re-read the subscription when the event's order is ambiguous or
