@@ -124,7 +124,7 @@ async def _grant(
         )
 
 
-def _maybe_reversed(paid_by: ColumnElement[bool]) -> Select[tuple[str]]:
+def _maybe_reversed(paid_by: ColumnElement[bool]) -> Select[str]:
     """The payments (`paid_by`) a refund or dispute may have been applied to before the grant.
 
     Only theirs is Stripe read (under the wallet lock, which spends wait on). Every other

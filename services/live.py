@@ -5,6 +5,7 @@ rollback), so subscribers never hear of a change that did not happen, on this in
 or any other. The payload carries ids only; subscribers load fresh rows themselves."""
 
 import json
+from collections.abc import Sequence
 from enum import StrEnum
 
 from sqlalchemy import text
@@ -38,7 +39,11 @@ async def publish(
 
 
 async def publish_each(
-    session: AsyncSession, kind: UpdateKind, *, account_id: int | None, row_ids: list[int | None]
+    session: AsyncSession,
+    kind: UpdateKind,
+    *,
+    account_id: int | None,
+    row_ids: Sequence[int | None],
 ) -> None:
     """`publish` for several rows of one kind and owner, in one statement."""
     payloads = [
