@@ -397,6 +397,13 @@ class StripeEvent(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        # The claim's order: the oldest pending event is found without sorting the backlog.
+        Index(
+            "ix_stripe_events_pending_in_order",
+            "stripe_created_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
         Index(None, "received_at", "id"),
     )
 

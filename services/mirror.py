@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy import Table, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,6 +104,16 @@ async def account_for_customer(session: AsyncSession, customer_id: str | None) -
     if customer_id is None:
         return None
     return await session.scalar(select(Account).where(Account.stripe_customer_id == customer_id))
+
+
+async def account_id_for_customer(session: AsyncSession, customer_id: str | None) -> int | None:
+    """Our account's id of a Stripe customer, None for a customer that is not ours."""
+    if customer_id is None:
+        return None
+    return await session.scalar(ACCOUNT_ID_OF_CUSTOMER, {"customer": customer_id})
+
+
+ACCOUNT_ID_OF_CUSTOMER = text("SELECT id FROM accounts WHERE stripe_customer_id = :customer")
 
 
 async def plan_for_price(session: AsyncSession, price_id: str) -> Plan | None:

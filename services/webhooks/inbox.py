@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+import orjson
+from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.database import Database
@@ -106,17 +107,36 @@ class WorkerWakeUps:
                 return
 
 
+# The worker's own statements are plain SQL, prepared once per connection: they run for
+# every event, and building ORM statements and rows for them cost more than the database.
 # The oldest due event no other worker holds; the claim lasts until the transaction ends.
-DUE_EVENT = (
-    select(StripeEvent)
-    .where(
-        StripeEvent.status == WebhookEventStatus.PENDING,
-        StripeEvent.next_attempt_at <= func.now(),
-    )
-    .order_by(StripeEvent.stripe_created_at, StripeEvent.id)
-    .limit(1)
-    .with_for_update(skip_locked=True)
+# The payload is read for the claimed row only: a backlog is neither sorted nor decoded.
+CLAIM_DUE_EVENT = text("""
+SELECT id, type, object_id, attempts, payload::text AS payload FROM stripe_events
+WHERE id = (
+    SELECT id FROM stripe_events
+    WHERE status = 'pending' AND next_attempt_at <= now()
+    ORDER BY stripe_created_at, id LIMIT 1
+    FOR UPDATE SKIP LOCKED
 )
+""")
+CLAIM_LATER_OF_OBJECT = text("""
+SELECT id, type, object_id, attempts, payload::text AS payload FROM stripe_events
+WHERE object_id = :object_id AND type = ANY(:types) AND id <> :id
+  AND status = 'pending' AND next_attempt_at <= now()
+ORDER BY stripe_created_at, id
+FOR UPDATE SKIP LOCKED
+""")
+SETTLE = text("""
+UPDATE stripe_events SET status = :status, processed_at = now(), last_error = NULL
+WHERE id = ANY(:ids)
+""")
+RETRY_OR_PARK = text("""
+UPDATE stripe_events
+SET attempts = :attempts, last_error = :error, status = :status,
+    next_attempt_at = now() + make_interval(secs => :delay)
+WHERE id = ANY(:ids)
+""")
 
 
 async def process_next_event(
@@ -129,71 +149,52 @@ async def process_next_event(
     failing handler's work is undone while its failure is recorded under the same lock,
     and no other worker can take the events before their backoff is set."""
     async with sessions() as session, session.begin():
-        row = await session.scalar(DUE_EVENT)
-        if row is None:
+        first = (await session.execute(CLAIM_DUE_EVENT)).first()
+        if first is None:
             return 0
-        claimed = [row, *await _later_of_same_object(session, row)]
-        ids = [event.id for event in claimed]
-        attempts = max(event.attempts for event in claimed)
-        payload = claimed[-1].payload
+        claimed = [first, *await _later_of_same_object(session, first)]
+        ids = [row.id for row in claimed]
+        payload = orjson.loads(claimed[-1].payload)
         event = payload if len(claimed) == 1 else dispatch.Coalesced(payload)
         try:
             async with session.begin_nested():
                 applied = await dispatch.apply_event(session=session, stripe=stripe, event=event)
         except Exception as error:
-            await session.execute(_failed(ids, attempts + 1, error, policy))
+            attempts = max(row.attempts for row in claimed) + 1
+            await session.execute(RETRY_OR_PARK, _retry_or_park(ids, attempts, error, policy))
         else:
-            await session.execute(_settled(ids, applied))
+            status = WebhookEventStatus.PROCESSED if applied else WebhookEventStatus.SKIPPED
+            await session.execute(SETTLE, {"ids": ids, "status": status.value})
         await publish_each(session, UpdateKind.WEBHOOK_EVENT, account_id=None, row_ids=ids)
     return len(ids)
 
 
-async def _later_of_same_object(session: AsyncSession, row: StripeEvent) -> list[StripeEvent]:
-    """The due events after `row` of its object that its handler applies with it, claimed.
+async def _later_of_same_object(session: AsyncSession, first: Row[Any]) -> list[Row[Any]]:
+    """The due events after `first` of its object that its handler applies with it, claimed.
 
     Under a backlog an object's events pile up (an invoice's created, finalized, paid and
     payment_succeeded come within a second); applying them as one keeps the work per object,
     not per event. Events another worker holds are skipped: it applies them after us."""
-    types = dispatch.coalescing_types(row.type)
-    if not types or row.object_id is None:
+    types = dispatch.coalescing_types(first.type)
+    if not types or first.object_id is None:
         return []
-    later = (
-        select(StripeEvent)
-        .where(
-            StripeEvent.object_id == row.object_id,
-            StripeEvent.type.in_(types),
-            StripeEvent.status == WebhookEventStatus.PENDING,
-            StripeEvent.next_attempt_at <= func.now(),
-            StripeEvent.id != row.id,
-        )
-        .order_by(StripeEvent.stripe_created_at, StripeEvent.id)
-        .with_for_update(skip_locked=True)
-    )
-    return list((await session.scalars(later)).all())
+    later = {"object_id": first.object_id, "types": types, "id": first.id}
+    return list((await session.execute(CLAIM_LATER_OF_OBJECT, later)).all())
 
 
-def _settled(event_ids: list[int], applied: bool) -> Any:
-    status = WebhookEventStatus.PROCESSED if applied else WebhookEventStatus.SKIPPED
-    return (
-        update(StripeEvent)
-        .where(StripeEvent.id.in_(event_ids))
-        .values(status=status, processed_at=func.now(), last_error=None)
-    )
-
-
-def _failed(event_ids: list[int], attempts: int, error: Exception, policy: RetryPolicy) -> Any:
+def _retry_or_park(
+    ids: list[int], attempts: int, error: Exception, policy: RetryPolicy
+) -> dict[str, Any]:
     """Count the failed attempt and schedule the next, or park the events after the last."""
     parked = attempts >= policy.max_attempts
-    return (
-        update(StripeEvent)
-        .where(StripeEvent.id.in_(event_ids))
-        .values(
-            attempts=attempts,
-            last_error=f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS],
-            next_attempt_at=func.now() + policy.delay(attempts),
-            status=WebhookEventStatus.FAILED if parked else WebhookEventStatus.PENDING,
-        )
-    )
+    status = WebhookEventStatus.FAILED if parked else WebhookEventStatus.PENDING
+    return {
+        "ids": ids,
+        "attempts": attempts,
+        "error": f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS],
+        "status": status.value,
+        "delay": policy.delay(attempts).total_seconds(),
+    }
 
 
 async def get_event(*, session: AsyncSession, event_id: int | str) -> StripeEvent:

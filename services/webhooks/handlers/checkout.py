@@ -14,15 +14,17 @@ async def checkout_completed(session: AsyncSession, stripe: StripeApi, event: St
     session names it but carries none of its state."""
     checkout = obj(event)
     await lock(session, checkout["id"])
-    account = await mirror.account_for_customer(session, mirror.stripe_id(checkout.get("customer")))
-    if account is None:
+    account_id = await mirror.account_id_for_customer(
+        session, mirror.stripe_id(checkout.get("customer"))
+    )
+    if account_id is None:
         return
     observed_at = sync.fresh_time(event)
     subscription_id = mirror.stripe_id(checkout.get("subscription"))
     if subscription_id is not None:
         await lock(session, subscription_id)
-        await sync.mirror_subscription(session, stripe, subscription_id, account.id, observed_at)
+        await sync.mirror_subscription(session, stripe, subscription_id, account_id, observed_at)
     intent_id = mirror.stripe_id(checkout.get("payment_intent"))
     if intent_id is not None:
         await lock(session, intent_id)
-        await sync.mirror_payment(session, stripe, intent_id, account.id, observed_at)
+        await sync.mirror_payment(session, stripe, intent_id, account_id, observed_at)

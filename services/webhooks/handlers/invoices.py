@@ -40,21 +40,23 @@ async def invoice_changed(session: AsyncSession, stripe: StripeApi, event: Strip
     credits of a paid invoice once."""
     invoice = obj(event)
     await lock(session, invoice["id"])
-    account = await mirror.account_for_customer(session, mirror.stripe_id(invoice["customer"]))
-    if account is None:
+    account_id = await mirror.account_id_for_customer(
+        session, mirror.stripe_id(invoice["customer"])
+    )
+    if account_id is None:
         return
     subscription_id = mirror.invoice_subscription_id(invoice)
     if subscription_id is not None:
         # Always after the invoice's own lock, and before any row lock: no lock cycles.
         await lock(session, subscription_id)
-        await _ensure_subscription(session, stripe, subscription_id, account.id, event)
-    await _apply(session, stripe, invoice, account.id, event)
+        await _ensure_subscription(session, stripe, subscription_id, account_id, event)
+    await _apply(session, stripe, invoice, account_id, event)
     if subscription_id is not None:
         await sync.settle_latest_invoice(session, subscription_id)
     await credit_sources.grant_for_invoice(
         session,
         stripe,
-        account_id=account.id,
+        account_id=account_id,
         invoice_id=invoice["id"],
         actor=event_actor(event),
         observed_at=sync.fresh_time(event),

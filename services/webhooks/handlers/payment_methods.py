@@ -47,5 +47,4 @@ async def _account_id(
     )
     if customer_id is None:
         return row.account_id if row is not None else None
-    account = await mirror.account_for_customer(session, customer_id)
-    return account.id if account is not None else None
+    return await mirror.account_id_for_customer(session, customer_id)

@@ -33,18 +33,20 @@ async def payment_intent_changed(
     grant a succeeded one-time payment's credits once."""
     intent = obj(event)
     await lock(session, intent["id"])
-    account = await mirror.account_for_customer(session, mirror.stripe_id(intent.get("customer")))
-    if account is None:
+    account_id = await mirror.account_id_for_customer(
+        session, mirror.stripe_id(intent.get("customer"))
+    )
+    if account_id is None:
         return
     row = await _transaction(session, intent["id"], None)
     if ambiguous(row, event):
-        await sync.mirror_payment(session, stripe, intent["id"], account.id, sync.fresh_time(event))
+        await sync.mirror_payment(session, stripe, intent["id"], account_id, sync.fresh_time(event))
     else:
         await mirror.upsert_transaction(
-            session, intent, account.id, observed_at=event_time(event), event_id=event["id"]
+            session, intent, account_id, observed_at=event_time(event), event_id=event["id"]
         )
     await credit_sources.grant_for_payment(
-        session, stripe, account_id=account.id, intent_id=intent["id"], actor=event_actor(event)
+        session, stripe, account_id=account_id, intent_id=intent["id"], actor=event_actor(event)
     )
 
 
@@ -59,15 +61,17 @@ async def charge_changed(session: AsyncSession, stripe: StripeApi, event: Stripe
     intent_id = mirror.stripe_id(charge.get("payment_intent"))
     # The row is the PaymentIntent's: lock it, so its events and its charge's never interleave.
     await lock(session, intent_id or charge["id"])
-    account = await mirror.account_for_customer(session, mirror.stripe_id(charge.get("customer")))
-    if account is None:
+    account_id = await mirror.account_id_for_customer(
+        session, mirror.stripe_id(charge.get("customer"))
+    )
+    if account_id is None:
         return
     row = await _transaction(session, intent_id, charge["id"])
     if row is None:
         if intent_id is None:
             return
         # Its payment is not mirrored yet: read it whole.
-        await sync.mirror_payment(session, stripe, intent_id, account.id, sync.fresh_time(event))
+        await sync.mirror_payment(session, stripe, intent_id, account_id, sync.fresh_time(event))
     else:
         receipt = charge.get("receipt_url") if charge.get("paid") else None
         await session.execute(
@@ -81,10 +85,10 @@ async def charge_changed(session: AsyncSession, stripe: StripeApi, event: Stripe
                 updated_at=func.now(),
             )
         )
-        await publish(session, UpdateKind.PAYMENT_UPDATED, account_id=account.id, row_id=row.id)
+        await publish(session, UpdateKind.PAYMENT_UPDATED, account_id=account_id, row_id=row.id)
     if event["type"] == "charge.refunded" and intent_id is not None:
         await credit_sources.settle_reversals(
-            session, stripe, account_id=account.id, intent_id=intent_id, actor=event_actor(event)
+            session, stripe, account_id=account_id, intent_id=intent_id, actor=event_actor(event)
         )
 
 
@@ -107,10 +111,11 @@ async def settle_payment_credits(
     account_id = row.account_id if row is not None else None
     if account_id is None:
         intent = (await stripe.retrieve_payment(intent_id)).to_dict()
-        account = await mirror.account_for_customer(session, mirror.stripe_id(intent["customer"]))
-        if account is None:
+        account_id = await mirror.account_id_for_customer(
+            session, mirror.stripe_id(intent["customer"])
+        )
+        if account_id is None:
             return
-        account_id = account.id
         await mirror.upsert_transaction(
             session, intent, account_id, observed_at=sync.fresh_time(event)
         )

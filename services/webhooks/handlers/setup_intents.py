@@ -19,7 +19,9 @@ async def setup_intent_succeeded(
     if method_id is None:
         return
     await lock(session, method_id)
-    account = await mirror.account_for_customer(session, mirror.stripe_id(intent.get("customer")))
-    if account is None:
+    account_id = await mirror.account_id_for_customer(
+        session, mirror.stripe_id(intent.get("customer"))
+    )
+    if account_id is None:
         return
-    await sync.mirror_payment_method(session, stripe, method_id, account.id, sync.fresh_time(event))
+    await sync.mirror_payment_method(session, stripe, method_id, account_id, sync.fresh_time(event))

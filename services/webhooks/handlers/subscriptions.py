@@ -24,8 +24,10 @@ async def subscription_changed(session: AsyncSession, stripe: StripeApi, event: 
     its price is not a plan the mirror knows."""
     subscription = obj(event)
     await lock(session, subscription["id"])
-    account = await mirror.account_for_customer(session, mirror.stripe_id(subscription["customer"]))
-    if account is None:
+    account_id = await mirror.account_id_for_customer(
+        session, mirror.stripe_id(subscription["customer"])
+    )
+    if account_id is None:
         return
     row = await session.scalar(
         select(Subscription).where(Subscription.stripe_subscription_id == subscription["id"])
@@ -33,13 +35,13 @@ async def subscription_changed(session: AsyncSession, stripe: StripeApi, event: 
     plan = await mirror.plan_for_price(session, mirror.subscription_price_id(subscription))
     if plan is None or ambiguous(row, event):
         await sync.mirror_subscription(
-            session, stripe, subscription["id"], account.id, sync.fresh_time(event)
+            session, stripe, subscription["id"], account_id, sync.fresh_time(event)
         )
     else:
         await mirror.upsert_subscription(
             session,
             subscription,
-            account.id,
+            account_id,
             plan.id,
             observed_at=event_time(event),
             event_id=event["id"],
