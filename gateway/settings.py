@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = 10.0
     webhook_retry_max_seconds: float = 3600.0
     webhook_poll_seconds: float = 2.0
-    webhook_worker_concurrency: int = 4
+    webhook_worker_concurrency: int = 16
     # `serve` runs a worker in the process unless workers run as `billing-gateway worker`.
     webhook_worker_in_process: bool = True
     # Live updates: how many updates a websocket subscriber may leave unread before it is
