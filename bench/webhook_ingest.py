@@ -62,12 +62,15 @@ ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id
 
 def bare_app(database_url: str) -> Starlette:
     """Only what ingest cannot skip: verify, parse, insert once, answer."""
-    pool: asyncpg.Pool | None = None
+    pool: asyncpg.Pool
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal pool  # made before the first request: 32 of them at once would make 32
+        async with asyncpg.create_pool(database_url, min_size=4, max_size=10) as pool:
+            yield
 
     async def receive(request: Request) -> JSONResponse:
-        nonlocal pool
-        if pool is None:
-            pool = await asyncpg.create_pool(database_url, min_size=4, max_size=10)
         payload = (await request.body()).decode()
         try:
             stripe.WebhookSignature.verify_header(
@@ -84,7 +87,8 @@ def bare_app(database_url: str) -> Starlette:
         )  # fmt: skip
         return JSONResponse({"received": True, "duplicate": new_id is None})
 
-    return Starlette(routes=[Route("/webhooks/stripe", receive, methods=["POST"])])
+    routes = [Route("/webhooks/stripe", receive, methods=["POST"])]
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def serve(kind: str, port: int, database_url: str, stripe_api_base: str | None) -> None:
@@ -264,10 +268,11 @@ async def pending_events(database: Database) -> int:
 
 
 async def sustained_delivery(
-    database: Database, url: str, stripe_api: Any, stripe_base: str, args
+    database: Database, url: str, stripe_api: Any, stripe_base: str, args, pace: float | None
 ) -> dict:
-    """Customers subscribe for `args.sustain` seconds while the sandbox delivers their events
-    over HTTP to a gateway with its in-process worker; the inbox's pending count is sampled."""
+    """Customers subscribe for `args.sustain` seconds, `pace` a second (None: as fast as the
+    sandbox takes them), while the sandbox delivers their events over HTTP to a gateway with
+    its in-process worker; the inbox's pending count is sampled."""
     async with database.engine.begin() as conn:
         await conn.exec_driver_sql("TRUNCATE stripe_events")
     port = free_port()
@@ -277,11 +282,14 @@ async def sustained_delivery(
     )  # fmt: skip
     try:
         await wait_for(port)
-        await stripe_api.v1.webhook_endpoints.create_async(
+        endpoint = await stripe_api.v1.webhook_endpoints.create_async(
             {"url": f"http://127.0.0.1:{port}/webhooks/stripe", "enabled_events": ["*"]}
         )
         samples: list[int] = []
-        subscribing = asyncio.create_task(subscribe_for(database, stripe_api, args.sustain))
+        first = 2 * 10**6 if pace else 10**6
+        subscribing = asyncio.create_task(
+            subscribe_for(database, stripe_api, first, args.sustain, pace)
+        )
         while not subscribing.done():
             samples.append(await pending_events(database))
             await asyncio.sleep(0.25)
@@ -297,6 +305,7 @@ async def sustained_delivery(
                     text("SELECT count(*), max(received_at), max(processed_at) FROM stripe_events")
                 )
             ).one()
+        await stripe_api.v1.webhook_endpoints.delete_async(endpoint.id)
     finally:
         gateway.terminate()
         gateway.wait()
@@ -312,13 +321,18 @@ async def sustained_delivery(
     }
 
 
-async def subscribe_for(database: Database, stripe_api: Any, seconds: float) -> int:
-    """Subscribe new customers, 8 at a time, for `seconds`; how many subscribed."""
-    first, deadline = 10**6, time.perf_counter() + seconds
+async def subscribe_for(
+    database: Database, stripe_api: Any, first: int, seconds: float, pace: float | None
+) -> int:
+    """Subscribe new customers, 8 at a time, for `seconds`, at most `pace` a second; how
+    many subscribed."""
+    started = time.perf_counter()
     count = 0
-    while time.perf_counter() < deadline:
+    while time.perf_counter() < started + seconds:
         await subscribe_customers(database, stripe_api, range(first + count, first + count + 8))
         count += 8
+        if pace:
+            await asyncio.sleep(max(0.0, started + count / pace - time.perf_counter()))
     return count
 
 
@@ -353,7 +367,10 @@ async def main(args) -> None:
                 runs[kind].append(await measure(kind, url_text, database, args))
         async with sandbox_stripe(database) as (stripe_api, stripe_base):
             processing = await processing_rates(database, stripe_api, args)
-            sustained = await sustained_delivery(database, url_text, stripe_api, stripe_base, args)
+            sustained = [
+                await sustained_delivery(database, url_text, stripe_api, stripe_base, args, pace)
+                for pace in (args.pace, None)
+            ]
     finally:
         await database.dispose()
     print(f"{args.events} events (+{int(args.events * RESEND_SHARE)} re-sends) cycled for "
@@ -376,13 +393,14 @@ async def main(args) -> None:
               f"at {rate:.0f} events/s ({retried} failed attempts so far)")  # fmt: skip
     mix = processing[-1][4]
     print("  event mix: " + ", ".join(f"{kind} {n}" for kind, n in mix.most_common()))
-    print(f"sustained: {sustained['subscribers']} customers subscribed in {args.sustain} s "
-          f"({sustained['events']} events); the sandbox delivered "
-          f"{sustained['delivered_while_subscribing']} of them by the last subscription and the "
-          f"last {sustained['delivery_lag']:.1f} s after it, over HTTP to a gateway with its "
-          f"in-process worker; pending: median {sustained['median_pending']:.0f}, most "
-          f"{sustained['max_pending']}; the last event applied {sustained['applied_lag']:.2f} s "
-          f"after it arrived; {sustained['failed_attempts']} failed attempts")  # fmt: skip
+    for pace, run in zip((f"{args.pace:g} a second", "as fast as it goes"), sustained, strict=True):
+        print(f"sustained, customers subscribing {pace}: {run['subscribers']} in {args.sustain} s "
+              f"({run['events']} events, {run['events'] / args.sustain:.0f} a second); the "
+              f"sandbox delivered {run['delivered_while_subscribing']} by the last subscription "
+              f"and the last {run['delivery_lag']:.1f} s after it, over HTTP to a gateway with "
+              f"its in-process worker; pending: median {run['median_pending']:.0f}, most "
+              f"{run['max_pending']}; the last event applied {run['applied_lag']:.2f} s after "
+              f"it arrived; {run['failed_attempts']} failed attempts")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -393,6 +411,7 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--subscribers", type=int, default=150)
     parser.add_argument("--sustain", type=int, default=10, help="seconds of sustained delivery")
+    parser.add_argument("--pace", type=float, default=10, help="customers a second, paced run")
     parser.add_argument("--serve", choices=["bare", "gateway", "gateway-worker", "sandbox"])
     parser.add_argument("--stripe-api-base")
     parser.add_argument("--port", type=int)
