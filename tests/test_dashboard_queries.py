@@ -75,6 +75,15 @@ def counted_statements(database: Database) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
+# asyncpg asks for the types of a statement's values it has no codec for, once per
+# connection (with JIT off around it): not the app's statements, and no sign of an N+1.
+ASYNCPG_INTROSPECTION = (
+    "SELECT current_setting('jit')",
+    "WITH RECURSIVE typeinfo_tree",
+    "SELECT set_config('jit'",
+)
+
+
 def _driver_statement_sinks(database: Database) -> dict[int, list[str]]:
     """The lists (by id) each statement on the database's driver pool is appended to (its
     connections are logged from the first call on)."""
@@ -85,6 +94,8 @@ def _driver_statement_sinks(database: Database) -> dict[int, list[str]]:
     driver_connection = database.driver_connection
 
     def record(query: asyncpg.connection.LoggedQuery) -> None:
+        if " ".join(query.query.split()).startswith(ASYNCPG_INTROSPECTION):
+            return
         for sink in sinks.values():
             sink.append(query.query)
 
