@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from db.database import Database, open_database
 from db.migrate import current_revision, head_revision, upgrade
 from gateway.auth import TokenVerifier
+from gateway.cached_queries import CachedQueryRoute
 from gateway.graphiql import mount_graphiql_assets
 from gateway.invoices import invoice_pdf_router
 from gateway.live_ws import GatewayRouter
@@ -20,10 +21,12 @@ from gateway.observability import RequestIdMiddleware, metrics_router
 from gateway.settings import Settings
 from gateway.webhooks import WebhookRoute, webhook_endpoint
 from resolvers.context import context_getter
+from schema.limits import CostBudgets
 from schema.schema import build_schema
 from services import catalog
 from services.errors import DomainError
 from services.live_bus import LiveBus
+from services.response_cache import ResponseCache
 from services.stripe.client import StripeApi
 from services.webhooks.worker import worker_for
 
@@ -97,8 +100,9 @@ def create_app(
     app.state.head_revision = head_revision()
 
     verifier = TokenVerifier(settings)
+    budgets, responses = CostBudgets(), ResponseCache(settings.graphql_response_cache_size)
     graphql = GatewayRouter(
-        build_schema(response_cache_size=settings.graphql_response_cache_size),
+        build_schema(budgets=budgets, responses=responses),
         graphql_ide=None if settings.is_production else "graphiql",
         context_getter=context_getter(settings, verifier),
         verifier=verifier,
@@ -107,6 +111,14 @@ def create_app(
     app.state.shared_streams = graphql.shared_streams
     app.include_router(invoice_pdf_router(settings, verifier))
     app.include_router(metrics_router())
+    # Inside the request-id layer: a cached answer has its id header and log line too.
+    app.add_middleware(
+        CachedQueryRoute,
+        settings=settings,
+        verifier=verifier,
+        responses=responses,
+        budgets=budgets,
+    )
     app.add_middleware(RequestIdMiddleware)
     # Added last, so outermost: Stripe's deliveries skip the request-id layer as well (the
     # route logs only failures, with the event's id).

@@ -77,6 +77,17 @@ class TokenVerifier:
         return []
 
 
+def authenticate(
+    verifier: TokenVerifier, authorization: str | None
+) -> tuple[Principal | None, str | None]:
+    """The caller an `Authorization` header names (None without one), or why it is refused."""
+    try:
+        token = bearer_token(authorization)
+        return (verifier.verify(token) if token is not None else None), None
+    except AuthError as exc:
+        return None, str(exc)
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an `Authorization: Bearer …` header, or None when there is no header."""
     if authorization is None:

@@ -8,7 +8,7 @@ from strawberry.fastapi import BaseContext
 
 from db.database import Database
 from db.models import Account
-from gateway.auth import AuthError, Principal, TokenVerifier, bearer_token
+from gateway.auth import Principal, TokenVerifier, authenticate
 from gateway.settings import Settings
 from resolvers.loaders import Loaders
 from services import accounts
@@ -28,6 +28,8 @@ class RequestContext(BaseContext):
     request_id: str = field(default_factory=current_request_id)
     # A websocket's connection once `connection_init` authenticated it (gateway/live_ws.py).
     live: Any = None
+    # The operation's cost as schema/limits.py measured it (a cached answer keeps it).
+    operation_cost: int | None = None
     _account: Account | None = None
 
     def __post_init__(self) -> None:
@@ -59,12 +61,7 @@ def context_getter(settings: Settings, verifier: TokenVerifier):
         principal, auth_error = None, None
         # A websocket authenticates with its `connection_init` payload instead.
         if connection.scope["type"] == "http":
-            try:
-                token = bearer_token(connection.headers.get("authorization"))
-                if token is not None:
-                    principal = verifier.verify(token)
-            except AuthError as exc:
-                auth_error = str(exc)
+            principal, auth_error = authenticate(verifier, connection.headers.get("authorization"))
         return RequestContext(
             settings=settings,
             database=connection.app.state.database,

@@ -1,16 +1,17 @@
-"""Per-request DataLoaders: each batch opens its own short session (sessions are not task-safe)
-and reads plain rows (read by attribute like the models, without the cost of ORM objects)."""
+"""Per-request DataLoaders. Rows by key are read straight through the driver's pool as plain
+rows (db/rows.py: read by attribute like the models, without a session or ORM objects);
+pages under a list of parents open their own short session (sessions are not task-safe)."""
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiodataloader import DataLoader
-from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db.database import Database
 from db.models import Account, Invoice, InvoiceLine, PaymentMethod, Plan, Subscription
+from db.rows import rows_where_in
 from services import invoices, subscriptions
 from services.errors import DomainError
 
@@ -19,9 +20,7 @@ def _rows_by(
     database: Database, entity: type[Any], column: InstrumentedAttribute[Any]
 ) -> Callable[[Sequence[Any]], Any]:
     async def load(keys: Sequence[Any]) -> list[Any]:
-        query = select(*entity.__table__.columns).where(column.in_(keys))
-        async with database.read_session() as session:
-            rows = (await session.execute(query)).all()
+        rows = await rows_where_in(database, entity.__table__, column.key, keys)
         by_key = {getattr(row, column.key): row for row in rows}
         return [by_key.get(key) for key in keys]
 
@@ -30,13 +29,13 @@ def _rows_by(
 
 def _lines_by_invoice(database: Database) -> Callable[[Sequence[int]], Any]:
     async def load(invoice_ids: Sequence[int]) -> list[list[Any]]:
-        query = (
-            select(*InvoiceLine.__table__.columns)
-            .where(InvoiceLine.invoice_id.in_(invoice_ids))
-            .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
+        rows = await rows_where_in(
+            database,
+            InvoiceLine.__table__,  # type: ignore[arg-type]
+            InvoiceLine.invoice_id.key,
+            invoice_ids,
+            order_by="invoice_id, position",
         )
-        async with database.read_session() as session:
-            rows = (await session.execute(query)).all()
         by_invoice: dict[int, list[Any]] = {invoice_id: [] for invoice_id in invoice_ids}
         for row in rows:
             by_invoice[row.invoice_id].append(row)

@@ -16,7 +16,7 @@ from services.errors import DomainError
 
 
 async def _access(info: strawberry.Info, account_id: int) -> access.Access:
-    async with info.context.database.session() as session:
+    async with info.context.database.read_session() as session:
         return await access.access_for_account(
             session=session,
             account_id=account_id,

@@ -4,7 +4,7 @@ each operation is counted and timed for Prometheus."""
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
@@ -68,11 +68,18 @@ class OperationMetrics(SchemaExtension):
         started = time.perf_counter()
         yield
         context = self.execution_context
-        name = operation_label(context.operation_name)
         kind = context.operation_type.value if context.graphql_document else "invalid"
-        GRAPHQL_OPERATIONS.labels(name, kind).inc()
-        GRAPHQL_DURATION.labels(name).observe(time.perf_counter() - started)
         errors = context.pre_execution_errors or (context.result.errors if context.result else None)
-        for error in errors or ():
-            code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED")
-            GRAPHQL_ERRORS.labels(name, str(code)).inc()
+        record_operation(context.operation_name, kind, started, errors or ())
+
+
+def record_operation(
+    operation_name: str | None, kind: str, started: float, errors: Iterable[GraphQLError]
+) -> None:
+    """Count and time an operation served since `started` (perf_counter), with its errors."""
+    name = operation_label(operation_name)
+    GRAPHQL_OPERATIONS.labels(name, kind).inc()
+    GRAPHQL_DURATION.labels(name).observe(time.perf_counter() - started)
+    for error in errors:
+        code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED")
+        GRAPHQL_ERRORS.labels(name, str(code)).inc()

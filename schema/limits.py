@@ -277,11 +277,15 @@ class DocumentMemo:
         return value
 
 
+def user_caller(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
 def caller_key(context: Any) -> str:
     """The budget's owner: the signed-in user, else the client address."""
     principal = getattr(context, "principal", None)
     if principal is not None:
-        return f"user:{principal.user_id}"
+        return user_caller(principal.user_id)
     request = getattr(context, "request", None)
     client = getattr(request, "client", None)
     return f"ip:{client.host if client else 'unknown'}"
@@ -360,18 +364,13 @@ class QueryLimits(SchemaExtension):
             ("measure", context.query, context.operation_name, repr(variables.coerced)),
             lambda: OperationMeasure(schema, document, variables.coerced).of_operation(operation),
         )
-        self.cost = measure.cost
+        self.cost = context.context.operation_cost = measure.cost
         errors = refusals(measure, self.settings)
         return errors or self._rate_limit_errors(measure.cost)
 
     def _rate_limit_errors(self, cost: int) -> list[GraphQLError]:
-        settings = self.settings
-        self.charge = self.budgets.spend(
-            caller_key(self.execution_context.context),
-            cost,
-            capacity=settings.graphql_cost_budget,
-            refill_per_second=settings.graphql_cost_refill_per_second,
-        )
+        caller = caller_key(self.execution_context.context)
+        self.charge = charge_budget(self.budgets, caller, cost, self.settings)
         if self.charge.allowed:
             return []
         retry_after = self.charge.retry_after
@@ -388,12 +387,26 @@ class QueryLimits(SchemaExtension):
     def get_results(self) -> dict[str, Any]:
         if self.cost is None:
             return {}
-        settings = self.settings
-        cost: dict[str, Any] = {"requested": self.cost, "limit": settings.graphql_max_cost}
-        if self.charge is not None:
-            cost["budget"] = {
-                "available": math.floor(self.charge.available),
-                "capacity": settings.graphql_cost_budget,
-                "refillPerSecond": settings.graphql_cost_refill_per_second,
-            }
-        return {"cost": cost}
+        return {"cost": cost_extension(self.cost, self.charge, self.settings)}
+
+
+def charge_budget(budgets: CostBudgets, caller: str, cost: int, settings: Settings) -> Charge:
+    """Spend an admitted operation's cost from the caller's budget, as configured."""
+    return budgets.spend(
+        caller,
+        cost,
+        capacity=settings.graphql_cost_budget,
+        refill_per_second=settings.graphql_cost_refill_per_second,
+    )
+
+
+def cost_extension(cost: int, charge: Charge | None, settings: Settings) -> dict[str, Any]:
+    """A response's `extensions.cost`: what the operation costs and what the caller has left."""
+    reported: dict[str, Any] = {"requested": cost, "limit": settings.graphql_max_cost}
+    if charge is not None:
+        reported["budget"] = {
+            "available": math.floor(charge.available),
+            "capacity": settings.graphql_cost_budget,
+            "refillPerSecond": settings.graphql_cost_refill_per_second,
+        }
+    return reported

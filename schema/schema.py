@@ -1,7 +1,6 @@
 """Builds the strawberry.Schema served at /graphql."""
 
 from functools import partial
-from typing import Any
 
 import strawberry
 from graphql import print_schema
@@ -24,11 +23,12 @@ from services.response_cache import ResponseCache
 PARSED_DOCUMENTS = 256
 
 
-def build_schema(*, response_cache_size: int = 0) -> strawberry.Schema:
-    """The schema with its guard rails; each schema (one per app) keeps its own cost budgets."""
-    budgets, memo = CostBudgets(), DocumentMemo()
-    responses = ResponseCache(maxsize=response_cache_size)
-    cacheable_documents: dict[tuple[Any, ...], bool] = {}
+def build_schema(
+    *, budgets: CostBudgets | None = None, responses: ResponseCache | None = None
+) -> strawberry.Schema:
+    """The schema with its guard rails. Each app passes its own cost budgets and response
+    cache, which gateway/cached_queries.py shares; without them it has fresh ones (no cache)."""
+    memo = DocumentMemo()
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
@@ -38,9 +38,9 @@ def build_schema(*, response_cache_size: int = 0) -> strawberry.Schema:
         extensions=[
             OperationMetrics,
             MaskInternalErrors,
-            partial(QueryLimits, budgets=budgets, memo=memo),
+            partial(QueryLimits, budgets=budgets or CostBudgets(), memo=memo),
             partial(ParserCache, maxsize=PARSED_DOCUMENTS),
-            partial(CachedResponses, cache=responses, cacheable=cacheable_documents),
+            partial(CachedResponses, cache=responses or ResponseCache(maxsize=0)),
         ],
         execution_context_class=FastLeafExecutionContext,
     )

@@ -8,6 +8,7 @@ renewal fails, and the renewal starts the new period); NONE otherwise."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,8 +45,9 @@ async def access_for_account(
     *, session: AsyncSession, account_id: int, grace_days: int, now: datetime
 ) -> Access:
     """The access of the newest subscription that gives any at `now`."""
-    rows = await session.scalars(
-        select(Subscription)
+    # The table's columns, not the entity: plain rows read like it, without ORM objects.
+    rows = await session.execute(
+        select(*Subscription.__table__.columns)
         .where(Subscription.account_id == account_id, Subscription.status.in_(ACTIVE_STATUSES))
         .order_by(Subscription.stripe_created_at.desc(), Subscription.id.desc())
     )
@@ -56,8 +58,8 @@ async def access_for_account(
     return NO_ACCESS
 
 
-def access_of(row: Subscription, *, grace_days: int, now: datetime) -> Access:
-    """What one mirrored subscription gives at `now`."""
+def access_of(row: Any, *, grace_days: int, now: datetime) -> Access:
+    """What one mirrored subscription (a model or a plain row of its table) gives at `now`."""
     if row.status is SubscriptionStatus.PAST_DUE:
         grace_end = row.current_period_start + timedelta(days=grace_days)
         if now < grace_end:

@@ -11,28 +11,27 @@ version: a commit in between only makes the next request miss.
 """
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
-import orjson
-from sqlalchemy import bindparam, func, or_, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Account, ReadChange, ReadChangeTotal
+from db.database import Database
 
 CATALOG = 0
+# Decisions kept about documents (may their answers be cached?) before they are forgotten.
+MAX_DOCUMENTS = 1024
 
-
-# Built once: asked on every cacheable request, it should cost one round trip and no
-# statement construction. Rows folded away count through their totals.
-ACCOUNT_VERSION = select(
-    Account.id,
-    select(func.count())
-    .where(or_(ReadChange.account_id == Account.id, ReadChange.account_id == CATALOG))
-    .scalar_subquery()
-    + select(func.coalesce(func.sum(ReadChangeTotal.changes), 0))
-    .where(ReadChangeTotal.account_id.in_([Account.id, CATALOG]))
-    .scalar_subquery(),
-).where(Account.user_id == bindparam("user_id"))
+# Asked on every cacheable request, so it is one prepared statement on the driver's pool:
+# no session, no statement construction. Rows folded away count through their totals.
+ACCOUNT_VERSION = f"""
+SELECT a.id,
+       (SELECT count(*) FROM read_changes c WHERE c.account_id IN (a.id, {CATALOG}))
+     + (SELECT coalesce(sum(t.changes), 0) FROM read_change_totals t
+        WHERE t.account_id IN (a.id, {CATALOG}))
+FROM accounts a
+WHERE a.user_id = $1
+"""
 
 # One statement, so every reader sees the rows and their totals both before or both after:
 # versions do not move. Only committed rows are seen, so none is counted twice.
@@ -44,10 +43,11 @@ ON CONFLICT (account_id) DO UPDATE SET changes = read_change_totals.changes + ex
 """)
 
 
-async def account_version(*, session: AsyncSession, user_id: str) -> tuple[int, int] | None:
+async def account_version(*, database: Database, user_id: str) -> tuple[int, int] | None:
     """(account id, version) of a user's account, or None before the account exists."""
-    row = (await session.execute(ACCOUNT_VERSION, {"user_id": user_id})).first()
-    return (row[0], row[1]) if row is not None else None
+    async with database.driver_connection() as connection:
+        row = await connection.fetchrow(ACCOUNT_VERSION, user_id)
+    return (row[0], int(row[1])) if row is not None else None
 
 
 async def fold_read_changes(*, session: AsyncSession) -> None:
@@ -56,23 +56,54 @@ async def fold_read_changes(*, session: AsyncSession) -> None:
         await session.execute(FOLD_READ_CHANGES)
 
 
+class CachedResponse(NamedTuple):
+    """An answer as it is sent: its `data` as JSON, and what the operation is charged and
+    counted as (a cached answer still spends the caller's cost budget)."""
+
+    version: int
+    data: bytes
+    cost: int
+    operation_name: str | None
+
+
 class ResponseCache:
-    """The most recently used responses, each with the version it was read at. Kept as
-    JSON (a fifth of the memory of the objects, and every hit gets its own copy)."""
+    """The most recently used responses, each with the version it was read at, and which
+    documents (text and operation name as requested) may be cached at all."""
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self._entries: OrderedDict[tuple[Any, ...], tuple[int, bytes]] = OrderedDict()
+        self._entries: OrderedDict[tuple[Any, ...], CachedResponse] = OrderedDict()
+        self._documents: dict[tuple[str, str | None], bool] = {}
 
-    def get(self, key: tuple[Any, ...], version: int) -> Any | None:
+    def get(self, key: tuple[Any, ...], version: int) -> CachedResponse | None:
         entry = self._entries.get(key)
-        if entry is None or entry[0] != version:
+        if entry is None or entry.version != version:
             return None
         self._entries.move_to_end(key)
-        return orjson.loads(entry[1])
+        return entry
 
-    def put(self, key: tuple[Any, ...], version: int, data: Any) -> None:
-        self._entries[key] = (version, orjson.dumps(data))
+    def put(self, key: tuple[Any, ...], entry: CachedResponse) -> None:
+        self._entries[key] = entry
         self._entries.move_to_end(key)
         while len(self._entries) > self.maxsize:
             self._entries.popitem(last=False)
+
+    def may_cache(self, query: str, operation_name: str | None) -> bool | None:
+        """Whether the document's answers may be cached; None when it was not seen yet."""
+        return self._documents.get((query, operation_name))
+
+    def decide(self, query: str, operation_name: str | None, cacheable: bool) -> None:
+        if len(self._documents) >= MAX_DOCUMENTS:
+            self._documents.clear()
+        self._documents[(query, operation_name)] = cacheable
+
+
+def response_key(
+    *,
+    account_id: int,
+    is_admin: bool,
+    query: str,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+) -> tuple[Any, ...]:
+    return (account_id, is_admin, query, operation_name, repr(variables))

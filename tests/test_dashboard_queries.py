@@ -1,10 +1,11 @@
 """The dashboard query runs as many SQL statements for 50 items of each list as for 2 (no N+1)."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 
 from db.database import Database
@@ -56,7 +57,8 @@ BATCH_TIMING_SLACK = 3
 
 @contextmanager
 def counted_statements(database: Database) -> Iterator[list[str]]:
-    """Every SQL statement the app's engine sends while the block runs."""
+    """Every SQL statement the app sends while the block runs: through the engine, and
+    through the driver's own pool (`Database.driver_connection`)."""
     statements: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -64,10 +66,50 @@ def counted_statements(database: Database) -> Iterator[list[str]]:
 
     engine = database.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
+    driver_sinks = _driver_statement_sinks(database)
+    driver_sinks[id(statements)] = statements
     try:
         yield statements
     finally:
+        del driver_sinks[id(statements)]
         event.remove(engine, "before_cursor_execute", record)
+
+
+# asyncpg asks for the types of a statement's values it has no codec for, once per
+# connection (with JIT off around it): not the app's statements, and no sign of an N+1.
+ASYNCPG_INTROSPECTION = (
+    "SELECT current_setting('jit')",
+    "WITH RECURSIVE typeinfo_tree",
+    "SELECT set_config('jit'",
+)
+
+
+def _driver_statement_sinks(database: Database) -> dict[int, list[str]]:
+    """The lists (by id) each statement on the database's driver pool is appended to (its
+    connections are logged from the first call on)."""
+    sinks: dict[int, list[str]] | None = getattr(database, "_statement_sinks", None)
+    if sinks is not None:
+        return sinks
+    sinks = database._statement_sinks = {}  # type: ignore[attr-defined]
+    driver_connection = database.driver_connection
+
+    def record(query: asyncpg.connection.LoggedQuery) -> None:
+        if " ".join(query.query.split()).startswith(ASYNCPG_INTROSPECTION):
+            return
+        for sink in sinks.values():
+            sink.append(query.query)
+
+    @asynccontextmanager
+    async def logged_driver_connection() -> AsyncIterator[asyncpg.Connection]:
+        async with driver_connection() as connection:
+            connection.add_query_logger(record)
+            try:
+                yield connection
+            finally:
+                connection.remove_query_logger(record)
+
+    database.driver_connection = logged_driver_connection  # type: ignore[method-assign]
+    return sinks
 
 
 async def seed_billing(database: Database, user_id: str, items: int) -> None:

@@ -10,11 +10,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.database import Database
+from gateway.app import create_app
+from gateway.settings import Settings
 from schema.cache import is_cacheable
 from services import response_cache
 from tests import factories
-from tests.conftest import graphql
+from tests.conftest import error_codes, graphql
 from tests.test_dashboard_queries import counted_statements
+from tests.test_observability import JsonCapture, samples
+from tests.test_readiness import client_for
 
 DASHBOARD = """
 query Dashboard {
@@ -25,6 +29,8 @@ query Dashboard {
   }
 }
 """
+# viewer 1 + customer 1 + subscriptions 1+5*3 + invoices 1+5*3 (edges, node, plan or lines)
+COST = 34
 
 
 async def a_customer(db: Database, user_id: str) -> int:
@@ -169,11 +175,9 @@ def test_only_a_customers_own_reads_are_cacheable():
 
 
 async def versions(db: Database, *user_ids: str) -> list[int]:
-    async with db.read_session() as session:
-        found = [
-            await response_cache.account_version(session=session, user_id=user_id)
-            for user_id in user_ids
-        ]
+    found = [
+        await response_cache.account_version(database=db, user_id=user_id) for user_id in user_ids
+    ]
     assert all(found), found
     return [version for _, version in found]  # type: ignore[misc]
 
@@ -227,3 +231,94 @@ async def test_folding_read_changes_away_keeps_every_version(client, db: Databas
     assert changed[0] == before[0] + 1 and changed[1] == before[1]
     again, _ = await dashboard(client, token, db)
     assert again["customer"]["email"] == "new@x.test" != first["customer"]["email"]
+
+
+async def test_a_cached_answer_is_the_executed_one_with_its_cost_and_charges_the_budget(
+    settings: Settings, db: Database, token_for
+):
+    # Given a budget of three dashboards that refills one point a second
+    await a_customer(db, "alice")
+    limited = settings.model_copy(
+        update={"graphql_cost_budget": 3 * COST, "graphql_cost_refill_per_second": 1.0}
+    )
+    headers = {"Authorization": f"Bearer {token_for('alice')}"}
+    async with client_for(create_app(limited, database=db)) as client:
+        # When alice asks for her dashboard three times, then once more
+        answers = []
+        for _ in range(3):
+            with counted_statements(db) as statements:
+                response = await client.post("/graphql", json={"query": DASHBOARD}, headers=headers)
+            answers.append((response.json(), len(statements)))
+        refused = await client.post("/graphql", json={"query": DASHBOARD}, headers=headers)
+
+    # Then the second and third were served from the cache, with the same data and cost,
+    # each taking its cost from the budget
+    (executed, _), *cached = answers
+    assert [statements for _, statements in cached] == [1, 1]
+    assert all(answer["data"] == executed["data"] for answer, _ in cached)
+    budgets = [answer["extensions"]["cost"].pop("budget") for answer, _ in answers]
+    assert all(answer["extensions"] == {"cost": {"requested": COST, "limit": 5000}}
+               for answer, _ in answers)  # fmt: skip
+    assert [budget["available"] for budget in budgets] == [2 * COST, COST, 0]
+    # and the fourth is refused as any request over budget is
+    assert error_codes(refused.json()) == ["RATE_LIMITED"]
+    assert int(refused.headers["retry-after"]) >= COST - 5
+
+
+async def test_a_cached_answer_is_counted_logged_and_carries_the_request_id(
+    client, db: Database, token_for
+):
+    await a_customer(db, "alice")
+    headers = {"Authorization": f"Bearer {token_for('alice')}", "X-Request-Id": "cached-0123456"}
+    await client.post("/graphql", json={"query": DASHBOARD}, headers=headers)
+    before = await operations_served(client, "Dashboard")
+
+    with JsonCapture("billing_gateway.http") as logs, counted_statements(db) as statements:
+        response = await client.post("/graphql", json={"query": DASHBOARD}, headers=headers)
+
+    assert len(statements) == 1 and "errors" not in response.json()
+    assert response.headers["x-request-id"] == "cached-0123456"
+    assert response.headers["content-type"] == "application/json"
+    (line,) = logs.lines()
+    assert line["request_id"] == "cached-0123456"
+    assert line["message"].startswith("POST /graphql 200")
+    assert await operations_served(client, "Dashboard") == before + 1
+
+
+async def operations_served(client, name: str) -> float:
+    found = samples((await client.get("/metrics")).text)
+    return found[("billing_graphql_operations_total", (("operation", name), ("type", "query")))]
+
+
+async def test_a_cached_answer_needs_the_same_valid_token(client, db: Database, token_for):
+    await a_customer(db, "alice")
+    await dashboard(client, token_for("alice"), db)
+
+    expired = await graphql(client, DASHBOARD, token=token_for("alice", ttl_seconds=-60))
+    anonymous = await graphql(client, DASHBOARD)
+
+    assert error_codes(expired) == ["UNAUTHENTICATED"] and "expired" in str(expired["errors"])
+    assert error_codes(anonymous) == ["UNAUTHENTICATED"]
+
+
+async def test_a_commit_through_another_engine_is_seen_by_the_next_request(
+    client, db: Database, token_for
+):
+    # Given alice's cached dashboard, and another process's connection to the database
+    account_id = await a_customer(db, "alice")
+    token = token_for("alice")
+    await dashboard(client, token, db)
+    other_process = Database(db.url, pool_size=1)
+    try:
+        # When that process commits a change to her account
+        async with other_process.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE accounts SET email = 'other@example.com' WHERE id = :a"),
+                {"a": account_id},
+            )
+    finally:
+        await other_process.dispose()
+
+    # Then her next request reads the data again and answers the change
+    viewer, statements = await dashboard(client, token, db)
+    assert viewer["customer"]["email"] == "other@example.com" and statements > 1
