@@ -54,10 +54,11 @@ class Database:
     @asynccontextmanager
     async def driver_connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection of a small asyncpg pool of its own, outside any transaction (each
-        statement commits), for the one hot path that must not pay for sessions: webhook
-        ingest. Its users leave no state behind (no transaction, LISTEN or SET), so a
-        connection goes back without a reset; the pool's size is fixed, so a burst waits
-        for a connection rather than opening and closing them."""
+        statement commits), for the hot paths that must not pay for sessions: webhook
+        ingest, the response cache's version, rows by key (db/rows.py). Its users leave no
+        state behind (no transaction, LISTEN or SET), so a connection goes back without a
+        reset; the pool's size is fixed, so a burst waits for a connection rather than
+        opening and closing them."""
         if self._driver_pool is None:
             dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._driver_pool = await asyncpg.create_pool(
