@@ -19,6 +19,7 @@ from gateway.settings import Settings
 
 DUPLICATE_DATABASE = "42P04"
 DRIVER_POOL_SIZE = 10
+SERVING_POOL_SIZE = 40
 
 
 async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
@@ -28,12 +29,18 @@ async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
 class Database:
     """One engine and its session factory for the life of a process."""
 
-    def __init__(self, url: URL | str, *, pool_size: int = 20) -> None:
-        # Connections past pool_size are opened and closed per use: under a burst that
-        # churn costs more than the statements, so the steady pool is sized for bursts.
+    def __init__(
+        self, url: URL | str, *, pool_size: int = 20, max_overflow: int | None = None
+    ) -> None:
+        # Connections past pool_size (up to max_overflow more, by default as many) are
+        # opened and closed per use: under a burst that churn costs more than the
+        # statements, so the steady pool is sized for bursts.
         self.url = asyncpg_url(url)
         self.engine: AsyncEngine = create_async_engine(
-            self.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size if max_overflow is None else max_overflow,
+            pool_recycle=1800,
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # Reads outside a transaction: no BEGIN and ROLLBACK round trips around each query.
@@ -54,10 +61,11 @@ class Database:
     @asynccontextmanager
     async def driver_connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection of a small asyncpg pool of its own, outside any transaction (each
-        statement commits), for the one hot path that must not pay for sessions: webhook
-        ingest. Its users leave no state behind (no transaction, LISTEN or SET), so a
-        connection goes back without a reset; the pool's size is fixed, so a burst waits
-        for a connection rather than opening and closing them."""
+        statement commits), for the hot paths that must not pay for sessions: webhook
+        ingest, the response cache's version, rows by key (db/rows.py). Its users leave no
+        state behind (no transaction, LISTEN or SET), so a connection goes back without a
+        reset; the pool's size is fixed, so a burst waits for a connection rather than
+        opening and closing them."""
         if self._driver_pool is None:
             dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._driver_pool = await asyncpg.create_pool(
@@ -105,4 +113,8 @@ async def create_database_if_missing(server_url: URL, name: str) -> None:
 
 
 async def open_database(settings: Settings) -> Database:
-    return Database(await database_url(settings))
+    # As many connections as 20 + 20 overflow allowed, all kept: 32 concurrent dashboards
+    # (five reads at once each) overflowed 20 and opened and closed a connection for every
+    # other request, a backend started each time (bench/graphql_dashboard.py: 66 -> 78
+    # requests/s cold).
+    return Database(await database_url(settings), pool_size=SERVING_POOL_SIZE, max_overflow=0)
