@@ -16,6 +16,7 @@ The router serves no HTTP stream transport (its protocols are websocket only), s
 query's answer is always this one JSON object.
 """
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from schema.extensions import record_operation
 from schema.limits import CostBudgets, charge_budget, cost_extension, user_caller
 from services import response_cache
 from services.response_cache import CachedResponse, ResponseCache
+
+log = logging.getLogger("billing_gateway.graphql")
 
 PATH = "/graphql"
 
@@ -77,7 +80,7 @@ class CachedQueryRoute:
         receive = _replaying(received, receive)
         request = self._cacheable_request(scope, body)
         found = await self._account_version(scope, request) if request is not None else None
-        if request is None or found is None:  # no account yet: this request creates it
+        if request is None or found is None:
             await self.app(scope, receive, send)
             return
         account_id, version = found
@@ -129,9 +132,16 @@ class CachedQueryRoute:
 
     @staticmethod
     async def _account_version(scope: Scope, request: CacheableRequest) -> tuple[int, int] | None:
+        """The caller's (account id, version); None before the account exists (this request
+        creates it) or when it cannot be read (the pipeline then answers, or reports the
+        failure as it reports any: masked, with the request id)."""
         database = scope["app"].state.database
         user_id = request.principal.user_id
-        return await response_cache.account_version(database=database, user_id=user_id)
+        try:
+            return await response_cache.account_version(database=database, user_id=user_id)
+        except Exception:
+            log.warning("response cache: the caller's version was not read", exc_info=True)
+            return None
 
     async def _send_cached(self, entry: CachedResponse, principal: Principal, send: Send) -> bool:
         """Send the answer if the caller's budget covers it (else the pipeline refuses it)."""

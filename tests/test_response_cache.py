@@ -10,12 +10,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.database import Database
+from db.migrate import upgrade
 from gateway.app import create_app
 from gateway.settings import Settings
 from schema.cache import is_cacheable
 from services import response_cache
 from tests import factories
-from tests.conftest import error_codes, graphql
+from tests.conftest import create_scratch_database, drop_database, error_codes, graphql
 from tests.test_dashboard_queries import counted_statements
 from tests.test_observability import JsonCapture, samples
 from tests.test_readiness import client_for
@@ -322,3 +323,29 @@ async def test_a_commit_through_another_engine_is_seen_by_the_next_request(
     # Then her next request reads the data again and answers the change
     viewer, statements = await dashboard(client, token, db)
     assert viewer["customer"]["email"] == "other@example.com" and statements > 1
+
+
+async def test_a_version_that_cannot_be_read_leaves_the_answer_to_the_pipeline(
+    settings: Settings, token_for
+):
+    # Given a gateway whose database has gone
+    url = await create_scratch_database("billing_cache_gone")
+    database = Database(url, pool_size=2)
+    try:
+        await upgrade(database.engine)
+        async with client_for(create_app(settings, database=database)) as client:
+            await drop_database(url)
+            headers = {"Authorization": f"Bearer {token_for('alice')}"}
+            # When a signed-in caller asks for a cacheable query
+            response = await client.post("/graphql", json={"query": DASHBOARD}, headers=headers)
+    finally:
+        await database.dispose()
+        await drop_database(url)
+
+    # Then the pipeline answers it as any failure: masked, naming the request id
+    assert response.status_code == 200
+    error = response.json()["errors"][0]
+    assert error["extensions"] == {
+        "code": "INTERNAL_SERVER_ERROR",
+        "requestId": response.headers["x-request-id"],
+    }
