@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import Principal, TokenVerifier, authenticate
@@ -105,7 +106,8 @@ class CachedQueryRoute:
 
     def _cacheable_request(self, scope: Scope, body: bytes) -> CacheableRequest | None:
         """The request, if it is one the cache may answer; anything odd is the pipeline's."""
-        if "application/json" not in _header(scope, b"content-type", ""):
+        headers = Headers(scope=scope)
+        if "application/json" not in headers.get("content-type", ""):
             return None
         try:
             payload = orjson.loads(body)
@@ -125,7 +127,7 @@ class CachedQueryRoute:
             or self.responses.may_cache(query, name) is False
         ):
             return None
-        principal, _ = authenticate(self.verifier, _header(scope, b"authorization", None))
+        principal, _ = authenticate(self.verifier, headers.get("authorization"))
         if principal is None:
             return None
         return CacheableRequest(principal, query, name, variables)
@@ -162,13 +164,6 @@ class CachedQueryRoute:
 def _response_body(entry: CachedResponse, cost: dict[str, Any]) -> bytes:
     """What Strawberry's router sends for the same answer: data, then extensions."""
     return b'{"data":' + entry.data + b',"extensions":' + orjson.dumps({"cost": cost}) + b"}"
-
-
-def _header(scope: Scope, name: bytes, default: Any) -> Any:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return default
 
 
 async def _received_request(receive: Receive) -> tuple[bytes, list[Message]]:

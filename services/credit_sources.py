@@ -33,6 +33,11 @@ from services.webhooks import sync
 DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.closed")
 
 
+def grant_key(source: str) -> str:
+    """The ledger key of the grant for a paid invoice or one-time payment."""
+    return f"grant:{source}"
+
+
 async def grant_for_invoice(
     session: AsyncSession,
     stripe: StripeApi,
@@ -54,7 +59,7 @@ async def grant_for_invoice(
     )
     if invoice is None or invoice.status is not InvoiceStatus.PAID:
         return
-    if await credits.has_entry(session, account_id=account_id, key=f"grant:{invoice_id}"):
+    if await credits.has_entry(session, account_id=account_id, key=grant_key(invoice_id)):
         return  # the common case (invoice.paid, then invoice.payment_succeeded): no wallet lock
     lines = await session.scalars(
         select(InvoiceLine).where(
@@ -111,7 +116,7 @@ async def _grant(
         kind=CreditEntryKind.GRANT,
         amount=amount,
         reason=reason,
-        idempotency_key=f"grant:{source}",
+        idempotency_key=grant_key(source),
         actor=actor,
         source_ref=source,
     )
@@ -152,7 +157,7 @@ async def settle_reversals(
     if row is None or row.amount <= 0:
         return
     grant = await credits.find_entry(
-        session, wallet_id, f"grant:{row.invoice_stripe_id or intent_id}"
+        session, wallet_id, grant_key(row.invoice_stripe_id or intent_id)
     )
     if grant is None:
         return  # nothing granted yet; the grant settles its reversals when it comes

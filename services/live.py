@@ -27,6 +27,11 @@ class UpdateKind(StrEnum):
     WEBHOOK_EVENT = "WEBHOOK_EVENT"
 
 
+PUBLISH = text(
+    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"
+)
+
+
 async def publish(
     session: AsyncSession, kind: UpdateKind, *, account_id: int | None, row_id: int | None
 ) -> None:
@@ -50,8 +55,3 @@ async def publish_each(
         json.dumps({"kind": kind.value, "account": account_id, "row": row_id}) for row_id in row_ids
     ]
     await session.execute(PUBLISH, {"channel": CHANNEL, "payloads": payloads})
-
-
-PUBLISH = text(
-    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"
-)

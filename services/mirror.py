@@ -106,14 +106,14 @@ async def account_for_customer(session: AsyncSession, customer_id: str | None) -
     return await session.scalar(select(Account).where(Account.stripe_customer_id == customer_id))
 
 
+ACCOUNT_ID_OF_CUSTOMER = text("SELECT id FROM accounts WHERE stripe_customer_id = :customer")
+
+
 async def account_id_for_customer(session: AsyncSession, customer_id: str | None) -> int | None:
     """Our account's id of a Stripe customer, None for a customer that is not ours."""
     if customer_id is None:
         return None
     return await session.scalar(ACCOUNT_ID_OF_CUSTOMER, {"customer": customer_id})
-
-
-ACCOUNT_ID_OF_CUSTOMER = text("SELECT id FROM accounts WHERE stripe_customer_id = :customer")
 
 
 async def plan_for_price(session: AsyncSession, price_id: str) -> Plan | None:
