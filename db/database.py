@@ -78,6 +78,35 @@ class Database:
         """A session for reads only: each statement sees the latest commits on its own."""
         return self.reads()
 
+    @asynccontextmanager
+    async def driver_transaction(self) -> AsyncIterator[tuple[AsyncSession, asyncpg.Connection]]:
+        """A transaction begun on the driver, and a session whose statements run inside it.
+
+        The hot statements of a path go straight to the driver, prepared once per connection
+        and without SQLAlchemy's cost per statement, the rest through the session; all in
+        one transaction, committed when the block ends without an exception. The session's
+        connection is in autocommit mode, so its own commit and rollback do nothing: flush
+        it before the end. Its ORM objects are not refreshed by driver statements."""
+        async with self.reads() as session:
+            connection = await session.connection()
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None, "a pooled connection is open"
+            async with driver.transaction():
+                yield session, driver
+
+
+async def driver_of(session: AsyncSession) -> asyncpg.Connection:
+    """The driver's connection under `session`, inside its transaction: what is sent on it is
+    part of the session's work, without SQLAlchemy's cost per statement (prepared once per
+    connection). ORM objects the session holds are not refreshed by it."""
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None, "a pooled connection is open"
+    if not driver.is_in_transaction():
+        # SQLAlchemy sends BEGIN with its first statement: send one, or ours would run alone.
+        await connection.exec_driver_sql("SELECT")
+    return driver
+
 
 def asyncpg_url(url: URL | str) -> URL:
     """The same URL with the asyncpg driver, whichever postgres scheme it was given in."""

@@ -64,6 +64,7 @@ def create_app(
                 sandbox = await _start_sandbox(settings)
                 stack.push_async_callback(sandbox.stop)
                 app.state.stripe = StripeApi(settings, sandbox.url)
+            stack.push_async_callback(app.state.stripe.close)
             if sync_catalog:
                 await _sync_catalog(app.state.database, app.state.stripe)
             app.state.live_bus = LiveBus(

@@ -189,6 +189,7 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
             print(f"billing-gateway: {error.message}", file=sys.stderr)
             return 1
         finally:
+            await stripe.close()
             await database.dispose()
         print(message)
         return 0
@@ -248,6 +249,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         try:
             await worker_for(database=database, stripe=stripe, settings=settings).run()
         finally:
+            await stripe.close()
             await database.dispose()
 
     print(

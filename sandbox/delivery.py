@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from sandbox.errors import invalid_request
 from sandbox.registry import StripeObject
@@ -126,10 +126,10 @@ class Deliverer:
     chaos: dict[str, Chaos] = field(default_factory=dict)
     _queues: dict[str, asyncio.Queue[StripeObject]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _client: httpx.AsyncClient | None = None
+    _client: aiohttp.ClientSession | None = None
 
     def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.timeout)
+        self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         self.store.event_listeners.append(self.enqueue)
 
     async def stop(self) -> None:
@@ -138,7 +138,7 @@ class Deliverer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
 
     def enqueue(self, event: StripeObject) -> None:
         for endpoint_id in self.store.ids_by_type["webhook_endpoint"]:
@@ -230,9 +230,11 @@ class Deliverer:
         }
         assert self._client is not None, "start() the deliverer first"
         try:
-            response = await self._client.post(endpoint["url"], content=payload, headers=headers)
-            status: int | None = response.status_code
-        except httpx.HTTPError as error:
+            async with self._client.post(
+                endpoint["url"], data=payload, headers=headers
+            ) as response:
+                status: int | None = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
             log.info("delivery of %s to %s failed: %r", event["id"], endpoint["url"], error)
             status = None
         delivered = status is not None and 200 <= status < 300

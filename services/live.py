@@ -8,8 +8,9 @@ import json
 from collections.abc import Sequence
 from enum import StrEnum
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.database import driver_of
 
 CHANNEL = "billing_updates"
 
@@ -27,9 +28,7 @@ class UpdateKind(StrEnum):
     WEBHOOK_EVENT = "WEBHOOK_EVENT"
 
 
-PUBLISH = text(
-    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"
-)
+PUBLISH = f"SELECT pg_notify('{CHANNEL}', notice) FROM unnest($1::text[]) AS notice"
 
 
 async def publish(
@@ -51,7 +50,14 @@ async def publish_each(
     row_ids: Sequence[int | None],
 ) -> None:
     """`publish` for several rows of one kind and owner, in one statement."""
-    payloads = [
+    driver = await driver_of(session)
+    await driver.execute(PUBLISH, notices(kind, account_id=account_id, row_ids=row_ids))
+
+
+def notices(
+    kind: UpdateKind, *, account_id: int | None, row_ids: Sequence[int | None]
+) -> list[str]:
+    """The NOTIFY payloads announcing these rows, for statements that send them themselves."""
+    return [
         json.dumps({"kind": kind.value, "account": account_id, "row": row_id}) for row_id in row_ids
     ]
-    await session.execute(PUBLISH, {"channel": CHANNEL, "payloads": payloads})

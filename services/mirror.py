@@ -6,19 +6,21 @@ object was seen as it is: a row changes only when what arrives is at least as ne
 what it holds, so an old event never overwrites newer state. Each applied change of a
 customer's object is published (services/live.py) in the same transaction."""
 
+import json
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Table, delete, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.util import identity_key
 
 from db import models
+from db.database import driver_of
 from db.models import (
     Account,
     Invoice,
-    InvoiceLine,
     PaymentMethod,
     PaymentTransaction,
     Plan,
@@ -48,10 +50,47 @@ def stripe_id(value: Any) -> str | None:
     return value
 
 
+class Mirrored(NamedTuple):
+    """What a mirrored row's handler needs first: its id, owner and the last change applied."""
+
+    id: int
+    account_id: int | None
+    last_event_at: datetime | None
+    last_event_id: str | None
+
+
 @cache
-def _excluded(table: Table) -> Any:
-    """The `excluded` row of an upsert into `table`: built once, it costs a column copy."""
-    return insert(table).excluded
+def _mirrored_sql(table: str, key: str) -> str:
+    owner = "id" if table == "accounts" else "account_id"
+    return f"SELECT id, {owner}, last_event_at, last_event_id FROM {table} WHERE {key} = $1"
+
+
+async def mirrored(
+    session: AsyncSession, model: type[models.Base], key: str, value: str | None
+) -> Mirrored | None:
+    """A mirrored row by one of its Stripe ids (`key` its column), None when there is none."""
+    if value is None:
+        return None
+    driver = await driver_of(session)
+    row = await driver.fetchrow(_mirrored_sql(model.__tablename__, key), value)
+    return Mirrored(*row) if row is not None else None
+
+
+@cache
+def _upsert_sql(table: Table, key: str, columns: tuple[str, ...]) -> str:
+    """Insert, or update unless the row holds newer state; RETURNING the id only if applied.
+    Built once per table and set of columns, prepared once per connection."""
+    values = ", ".join(
+        f"${n}::jsonb" if isinstance(table.c[name].type, JSONB) else f"${n}"
+        for n, name in enumerate(columns, start=1)
+    )
+    changes = ", ".join(f"{name} = excluded.{name}" for name in columns if name != key)
+    return (
+        f"INSERT INTO {table.name} AS current ({', '.join(columns)}) VALUES ({values}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {changes}, updated_at = now() "
+        "WHERE current.last_event_at IS NULL OR current.last_event_at <= excluded.last_event_at "
+        "RETURNING id"
+    )
 
 
 async def _upsert(
@@ -78,42 +117,39 @@ async def _upsert_applied(
     """The row's id, and whether this state was applied (False: the row holds newer state)."""
     table: Table = model.__table__  # type: ignore[assignment]
     values = values | {"last_event_at": observed_at, "last_event_id": event_id}
-    inserting = insert(table).values(values)
-    excluded = _excluded(table)
-    changes: dict[str, Any] = {name: excluded[name] for name in values if name != key}
-    changes["updated_at"] = func.now()
-    current = table.c.last_event_at
-    upsert = inserting.on_conflict_do_update(
-        index_elements=[table.c[key]],
-        set_=changes,
-        where=or_(current.is_(None), current <= excluded.last_event_at),
-    ).returning(table.c.id)
-    row_id = await session.scalar(upsert)
+    arguments = [
+        json.dumps(value) if isinstance(value, dict) else value for value in values.values()
+    ]
+    driver = await driver_of(session)
+    row_id = await driver.fetchval(_upsert_sql(table, key, tuple(values)), *arguments)
     if row_id is not None:
         if model in UPDATE_KINDS:
             await publish(
                 session, UPDATE_KINDS[model], account_id=values["account_id"], row_id=row_id
             )
         return row_id, True
-    existing = await session.scalar(select(table.c.id).where(table.c[key] == values[key]))
+    existing = await driver.fetchval(f"SELECT id FROM {table.name} WHERE {key} = $1", values[key])
     assert existing is not None, "a conflicting row exists"
     return existing, False
 
 
-async def account_for_customer(session: AsyncSession, customer_id: str | None) -> Account | None:
-    if customer_id is None:
-        return None
-    return await session.scalar(select(Account).where(Account.stripe_customer_id == customer_id))
-
-
-ACCOUNT_ID_OF_CUSTOMER = text("SELECT id FROM accounts WHERE stripe_customer_id = :customer")
+ACCOUNT_ID_OF_CUSTOMER = "SELECT id FROM accounts WHERE stripe_customer_id = $1"
 
 
 async def account_id_for_customer(session: AsyncSession, customer_id: str | None) -> int | None:
     """Our account's id of a Stripe customer, None for a customer that is not ours."""
     if customer_id is None:
         return None
-    return await session.scalar(ACCOUNT_ID_OF_CUSTOMER, {"customer": customer_id})
+    driver = await driver_of(session)
+    return await driver.fetchval(ACCOUNT_ID_OF_CUSTOMER, customer_id)
+
+
+PLAN_ID_OF_PRICE = "SELECT id FROM plans WHERE stripe_price_id = $1"
+
+
+async def plan_id_for_price(session: AsyncSession, price_id: str) -> int | None:
+    driver = await driver_of(session)
+    return await driver.fetchval(PLAN_ID_OF_PRICE, price_id)
 
 
 async def plan_for_price(session: AsyncSession, price_id: str) -> Plan | None:
@@ -150,6 +186,28 @@ async def upsert_plan(
     return await _upsert(session, Plan, "stripe_price_id", values, observed_at, event_id)
 
 
+# An account takes a customer's state unless it holds newer; RETURNING the id if it did.
+UPDATE_CUSTOMER = """
+UPDATE accounts
+SET default_payment_method_stripe_id = $2, email = coalesce($3, email),
+    name = coalesce($4, name), last_event_at = $5, last_event_id = $6, updated_at = now()
+WHERE stripe_customer_id = $1 AND (last_event_at IS NULL OR last_event_at <= $5)
+RETURNING id
+"""
+# Stripe cancels a deleted customer's subscriptions and voids its invoices around the
+# deletion, and those events must still find the account; Stripe never reuses an id.
+MARK_CUSTOMER_DELETED = """
+UPDATE accounts
+SET stripe_deleted_at = coalesce(stripe_deleted_at, $2), default_payment_method_stripe_id = NULL,
+    last_event_at = greatest(last_event_at, $2),
+    last_event_id = CASE WHEN last_event_at IS NULL OR last_event_at <= $2 THEN $3
+                         ELSE last_event_id END,
+    updated_at = now()
+WHERE stripe_customer_id = $1
+RETURNING id
+"""
+
+
 async def upsert_customer(
     session: AsyncSession,
     customer: StripeDict,
@@ -158,14 +216,36 @@ async def upsert_customer(
     event_id: str | None = None,
 ) -> None:
     """Copy a Stripe customer's default payment method, email and name onto its account."""
-    account = await account_for_customer(session, customer["id"])
-    if account is None or (account.last_event_at and account.last_event_at > observed_at):
-        return
     settings = customer.get("invoice_settings") or {}
-    account.default_payment_method_stripe_id = stripe_id(settings.get("default_payment_method"))
-    account.email = customer.get("email") or account.email
-    account.name = customer.get("name") or account.name
-    account.last_event_at, account.last_event_id = observed_at, event_id
+    driver = await driver_of(session)
+    account_id = await driver.fetchval(
+        UPDATE_CUSTOMER,
+        customer["id"],
+        stripe_id(settings.get("default_payment_method")),
+        customer.get("email") or None,
+        customer.get("name") or None,
+        observed_at,
+        event_id,
+    )
+    _expire_loaded(session, Account, account_id)
+
+
+async def mark_customer_deleted(
+    session: AsyncSession, customer_id: str, *, observed_at: datetime, event_id: str | None
+) -> None:
+    """Mark the account's customer deleted, keeping its id (and its card default cleared)."""
+    driver = await driver_of(session)
+    account_id = await driver.fetchval(MARK_CUSTOMER_DELETED, customer_id, observed_at, event_id)
+    _expire_loaded(session, Account, account_id)
+
+
+def _expire_loaded(session: AsyncSession, model: type[models.Base], row_id: int | None) -> None:
+    """Have the session reload a row it holds that a driver statement changed."""
+    if row_id is None:
+        return
+    loaded = session.identity_map.get(identity_key(model, row_id))
+    if loaded is not None:
+        session.expire(loaded)
 
 
 async def upsert_payment_method(
@@ -191,6 +271,9 @@ async def upsert_payment_method(
     return await _upsert(
         session, PaymentMethod, "stripe_payment_method_id", values, observed_at, event_id
     )
+
+
+SUBSCRIPTION_STATUS = "SELECT status FROM subscriptions WHERE stripe_subscription_id = $1"
 
 
 async def upsert_subscription(
@@ -221,9 +304,8 @@ async def upsert_subscription(
         "default_payment_method_stripe_id": stripe_id(subscription.get("default_payment_method")),
         "stripe_created_at": timestamp(subscription["created"]),
     }
-    status_before = await session.scalar(
-        select(Subscription.status).where(Subscription.stripe_subscription_id == subscription["id"])
-    )
+    driver = await driver_of(session)
+    status_before = await driver.fetchval(SUBSCRIPTION_STATUS, subscription["id"])
     row_id, applied = await _upsert_applied(
         session, Subscription, "stripe_subscription_id", values, observed_at, event_id
     )
@@ -283,27 +365,38 @@ async def upsert_invoice(
     return row_id
 
 
+DELETE_LINES = "DELETE FROM invoice_lines WHERE invoice_id = $1"
+INSERT_LINES = """
+INSERT INTO invoice_lines (invoice_id, stripe_line_id, position, description, amount, currency,
+    quantity, proration, price_stripe_id, period_start, period_end)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+"""
+
+
 async def _replace_lines(
     session: AsyncSession, invoice_row_id: int, lines: list[StripeDict]
 ) -> None:
-    await session.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id == invoice_row_id))
-    for position, line in enumerate(lines):
-        session.add(
-            InvoiceLine(
-                invoice_id=invoice_row_id,
-                stripe_line_id=line["id"],
-                position=position,
-                description=line.get("description"),
-                amount=line["amount"],
-                currency=line["currency"],
-                quantity=line.get("quantity"),
-                proration=_line_is_proration(line),
-                price_stripe_id=_line_price(line),
-                period_start=timestamp((line.get("period") or {}).get("start")),
-                period_end=timestamp((line.get("period") or {}).get("end")),
+    driver = await driver_of(session)
+    await driver.execute(DELETE_LINES, invoice_row_id)
+    await driver.executemany(
+        INSERT_LINES,
+        [
+            (
+                invoice_row_id,
+                line["id"],
+                position,
+                line.get("description"),
+                line["amount"],
+                line["currency"],
+                line.get("quantity"),
+                _line_is_proration(line),
+                _line_price(line),
+                timestamp((line.get("period") or {}).get("start")),
+                timestamp((line.get("period") or {}).get("end")),
             )
-        )
-    await session.flush()
+            for position, line in enumerate(lines)
+        ],
+    )
 
 
 def _line_is_proration(line: StripeDict) -> bool:
@@ -368,9 +461,17 @@ async def upsert_transaction(
     if invoice_id is not None and not applied:
         # The row holds newer state (a concurrent re-read), which may lack the link; a link
         # never changes once made, so it holds whatever the order.
-        await session.execute(
-            update(PaymentTransaction)
-            .where(PaymentTransaction.id == row_id)
-            .values(invoice_stripe_id=invoice_id)
-        )
+        await link_transaction(session, intent["id"], invoice_id)
     return row_id
+
+
+LINK_TRANSACTION = """
+UPDATE payment_transactions SET invoice_stripe_id = $2 WHERE stripe_payment_intent_id = $1
+RETURNING id
+"""
+
+
+async def link_transaction(session: AsyncSession, intent_id: str, invoice_id: str) -> bool:
+    """Point a mirrored payment at the invoice it paid; False when it is not mirrored."""
+    driver = await driver_of(session)
+    return await driver.fetchval(LINK_TRANSACTION, intent_id, invoice_id) is not None

@@ -8,14 +8,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import orjson
-from sqlalchemy import Row, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
 from db.models import StripeEvent, WebhookEventStatus
+from services import live
 from services.errors import NotFound
-from services.live import UpdateKind, publish_each
+from services.live import UpdateKind
 from services.pagination import Page, paginate
 from services.stripe.client import StripeApi
 from services.webhooks import dispatch
@@ -107,11 +109,12 @@ class WorkerWakeUps:
                 return
 
 
-# The worker's own statements are plain SQL, prepared once per connection: they run for
-# every event, and building ORM statements and rows for them cost more than the database.
-# The oldest due event no other worker holds; the claim lasts until the transaction ends.
-# The payload is read for the claimed row only: a backlog is neither sorted nor decoded.
-CLAIM_DUE_EVENT = text("""
+# The worker's statements run on the driver (Database.driver_transaction), prepared once
+# per connection: they run for every event, and SQLAlchemy's cost per statement was more
+# than the database's. The oldest due event no other worker holds; the claim lasts until
+# the transaction ends. The payload is read for the claimed row only: a backlog is neither
+# sorted nor decoded.
+CLAIM_DUE_EVENT = """
 SELECT id, type, object_id, attempts, payload::text AS payload FROM stripe_events
 WHERE id = (
     SELECT id FROM stripe_events
@@ -119,82 +122,89 @@ WHERE id = (
     ORDER BY stripe_created_at, id LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-""")
-CLAIM_LATER_OF_OBJECT = text("""
+"""
+CLAIM_LATER_OF_OBJECT = """
 SELECT id, type, object_id, attempts, payload::text AS payload FROM stripe_events
-WHERE object_id = :object_id AND type = ANY(:types) AND id <> :id
+WHERE object_id = $1 AND type = ANY($2::text[]) AND id <> $3
   AND status = 'pending' AND next_attempt_at <= now()
 ORDER BY stripe_created_at, id
 FOR UPDATE SKIP LOCKED
-""")
-SETTLE = text("""
-UPDATE stripe_events SET status = :status, processed_at = now(), last_error = NULL
-WHERE id = ANY(:ids)
-""")
-RETRY_OR_PARK = text("""
-UPDATE stripe_events
-SET attempts = :attempts, last_error = :error, status = :status,
-    next_attempt_at = now() + make_interval(secs => :delay)
-WHERE id = ANY(:ids)
-""")
+"""
+# Each settles the claimed events and announces them (admin webhookEvents) in one statement;
+# PostgreSQL runs a data-modifying WITH whether or not the query reads it.
+SETTLE = f"""
+WITH settled AS (
+    UPDATE stripe_events SET status = $2, processed_at = now(), last_error = NULL
+    WHERE id = ANY($1::bigint[])
+)
+SELECT pg_notify('{live.CHANNEL}', notice) FROM unnest($3::text[]) AS notice
+"""
+RETRY_OR_PARK = f"""
+WITH retried AS (
+    UPDATE stripe_events
+    SET attempts = $2, last_error = $3, status = $4,
+        next_attempt_at = now() + make_interval(secs => $5)
+    WHERE id = ANY($1::bigint[])
+)
+SELECT pg_notify('{live.CHANNEL}', notice) FROM unnest($6::text[]) AS notice
+"""
 
 
-async def process_next_event(
-    *, sessions: async_sessionmaker[AsyncSession], stripe: StripeApi, policy: RetryPolicy
-) -> int:
+async def process_next_event(*, database: Database, stripe: StripeApi, policy: RetryPolicy) -> int:
     """Claim one due event, with the later due events of its object its handler may apply at
     once (Coalesced), and apply them; the number settled or retried, 0 when none is due.
 
     One transaction holds the claim throughout: the handler runs in a savepoint, so a
     failing handler's work is undone while its failure is recorded under the same lock,
     and no other worker can take the events before their backoff is set."""
-    async with sessions() as session, session.begin():
-        first = (await session.execute(CLAIM_DUE_EVENT)).first()
+    async with database.driver_transaction() as (session, driver):
+        first = await driver.fetchrow(CLAIM_DUE_EVENT)
         if first is None:
             return 0
-        claimed = [first, *await _later_of_same_object(session, first)]
-        ids = [row.id for row in claimed]
-        payload = orjson.loads(claimed[-1].payload)
+        claimed = [first, *await _later_of_same_object(driver, first)]
+        ids = [row["id"] for row in claimed]
+        notices = live.notices(UpdateKind.WEBHOOK_EVENT, account_id=None, row_ids=ids)
+        if first["type"] not in dispatch.HANDLERS:
+            await driver.execute(SETTLE, ids, WebhookEventStatus.SKIPPED.value, notices)
+            return len(ids)
+        payload = orjson.loads(claimed[-1]["payload"])
         event = payload if len(claimed) == 1 else dispatch.Coalesced(payload)
         try:
-            async with session.begin_nested():
-                applied = await dispatch.apply_event(session=session, stripe=stripe, event=event)
+            async with driver.transaction():  # a savepoint
+                await dispatch.apply_event(session=session, stripe=stripe, event=event)
+                await session.flush()
         except Exception as error:
-            attempts = max(row.attempts for row in claimed) + 1
-            await session.execute(RETRY_OR_PARK, _retry_or_park(ids, attempts, error, policy))
+            attempts = max(row["attempts"] for row in claimed) + 1
+            await driver.execute(
+                RETRY_OR_PARK, *_retry_or_park(ids, attempts, error, policy), notices
+            )
         else:
-            status = WebhookEventStatus.PROCESSED if applied else WebhookEventStatus.SKIPPED
-            await session.execute(SETTLE, {"ids": ids, "status": status.value})
-        await publish_each(session, UpdateKind.WEBHOOK_EVENT, account_id=None, row_ids=ids)
+            await driver.execute(SETTLE, ids, WebhookEventStatus.PROCESSED.value, notices)
     return len(ids)
 
 
-async def _later_of_same_object(session: AsyncSession, first: Row[Any]) -> list[Row[Any]]:
+async def _later_of_same_object(
+    driver: asyncpg.Connection, first: asyncpg.Record
+) -> list[asyncpg.Record]:
     """The due events after `first` of its object that its handler applies with it, claimed.
 
     Under a backlog an object's events pile up (an invoice's created, finalized, paid and
     payment_succeeded come within a second); applying them as one keeps the work per object,
     not per event. Events another worker holds are skipped: it applies them after us."""
-    types = dispatch.coalescing_types(first.type)
-    if not types or first.object_id is None:
+    types = dispatch.coalescing_types(first["type"])
+    if not types or first["object_id"] is None:
         return []
-    later = {"object_id": first.object_id, "types": types, "id": first.id}
-    return list((await session.execute(CLAIM_LATER_OF_OBJECT, later)).all())
+    return await driver.fetch(CLAIM_LATER_OF_OBJECT, first["object_id"], types, first["id"])
 
 
 def _retry_or_park(
     ids: list[int], attempts: int, error: Exception, policy: RetryPolicy
-) -> dict[str, Any]:
+) -> tuple[list[int], int, str, str, float]:
     """Count the failed attempt and schedule the next, or park the events after the last."""
     parked = attempts >= policy.max_attempts
     status = WebhookEventStatus.FAILED if parked else WebhookEventStatus.PENDING
-    return {
-        "ids": ids,
-        "attempts": attempts,
-        "error": f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS],
-        "status": status.value,
-        "delay": policy.delay(attempts).total_seconds(),
-    }
+    error_text = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+    return ids, attempts, error_text, status.value, policy.delay(attempts).total_seconds()
 
 
 async def get_event(*, session: AsyncSession, event_id: int | str) -> StripeEvent:

@@ -8,11 +8,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.database import Database
-from db.models import Account, PaymentTransaction, StripeEvent
+from db.database import Database, driver_of
+from db.models import Account, StripeEvent
 from services import mirror
 from services.stripe.client import StripeApi
 from services.webhooks import inbox
@@ -41,9 +41,9 @@ async def plan_id_for(
     session: AsyncSession, stripe: StripeApi, price_id: str, observed_at: datetime
 ) -> int:
     """The plan of a price, mirrored from Stripe first when the mirror does not know it."""
-    plan = await mirror.plan_for_price(session, price_id)
-    if plan is not None:
-        return plan.id
+    plan_id = await mirror.plan_id_for_price(session, price_id)
+    if plan_id is not None:
+        return plan_id
     return await mirror_price(session, stripe, price_id, observed_at)
 
 
@@ -78,17 +78,16 @@ async def mirror_subscription_data(
 # A subscription's latest invoice is its newest one. An invoice may reach the mirror after
 # the subscription event that named an older one (a renewal's subscription.updated can come
 # first), so each side moves the link forward to the newest mirrored invoice, never back.
-SETTLE_LATEST_INVOICE = text(
-    """
+SETTLE_LATEST_INVOICE = """
     UPDATE subscriptions AS s
     SET latest_invoice_stripe_id = newest.stripe_invoice_id, updated_at = now()
     FROM (
         SELECT stripe_invoice_id, stripe_created_at FROM invoices
-        WHERE subscription_stripe_id = :subscription
+        WHERE subscription_stripe_id = $1
         ORDER BY stripe_created_at DESC, stripe_invoice_id DESC
         LIMIT 1
     ) AS newest
-    WHERE s.stripe_subscription_id = :subscription
+    WHERE s.stripe_subscription_id = $1
       AND s.latest_invoice_stripe_id IS DISTINCT FROM newest.stripe_invoice_id
       AND (
         s.latest_invoice_stripe_id IS NULL
@@ -98,13 +97,13 @@ SETTLE_LATEST_INVOICE = text(
               AND current.stripe_created_at < newest.stripe_created_at
         )
       )
-    """
-)
+"""
 
 
 async def settle_latest_invoice(session: AsyncSession, subscription_id: str) -> None:
     """Point the subscription at its newest mirrored invoice when it names an older one."""
-    await session.execute(SETTLE_LATEST_INVOICE, {"subscription": subscription_id})
+    driver = await driver_of(session)
+    await driver.execute(SETTLE_LATEST_INVOICE, subscription_id)
 
 
 async def mirror_invoice(
@@ -132,12 +131,7 @@ async def link_payments(
     A PaymentIntent of this API version does not name its invoice, so only the invoice's
     side knows the link; it never changes once made, so the update needs no ordering guard."""
     for intent_id in mirror.invoice_payment_intents(invoice):
-        linked = await session.execute(
-            update(PaymentTransaction)
-            .where(PaymentTransaction.stripe_payment_intent_id == intent_id)
-            .values(invoice_stripe_id=invoice["id"])
-        )
-        if linked.rowcount == 0:  # type: ignore[attr-defined]
+        if not await mirror.link_transaction(session, intent_id, invoice["id"]):
             await mirror_payment(
                 session, stripe, intent_id, account_id, observed_at, invoice_id=invoice["id"]
             )
@@ -186,8 +180,9 @@ async def resync_account(*, session: AsyncSession, stripe: StripeApi, account_id
     observed_at = fresh_time()
     customer = (await stripe.retrieve_customer(customer_id)).to_dict()
     if customer.get("deleted"):
-        account.stripe_deleted_at = account.stripe_deleted_at or observed_at
-        account.default_payment_method_stripe_id = None
+        await mirror.mark_customer_deleted(
+            session, customer_id, observed_at=observed_at, event_id=None
+        )
         return True
     await mirror.upsert_customer(session, customer, observed_at=observed_at)
     for subscription in await stripe.list_subscriptions(customer_id):

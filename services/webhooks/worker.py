@@ -83,7 +83,7 @@ class WebhookWorker:
     async def _drain_one(self) -> int:
         count = 0
         while claimed := await inbox.process_next_event(
-            sessions=self.database.sessions, stripe=self.stripe, policy=self.policy
+            database=self.database, stripe=self.stripe, policy=self.policy
         ):
             count += claimed
         return count

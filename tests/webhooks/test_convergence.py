@@ -123,7 +123,7 @@ async def drain_inbox_of(
         counted = await session.execute(
             select(StripeEvent.status, func.count()).group_by(StripeEvent.status)
         )
-        return dict(counted.tuples().all())
+        return dict(counted.all())
 
 
 @settings(EXAMPLES, max_examples=15)

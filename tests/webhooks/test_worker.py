@@ -53,13 +53,15 @@ async def test_an_unknown_type_is_skipped(client, db, settings):
 
 
 async def test_events_are_applied_in_stripe_created_order(client, db, settings):
+    """Claimed oldest first; one claim loop, as concurrent loops apply different objects'
+    events side by side (one object's events are ordered by its lock)."""
     calls = Calls()
     now = int(time.time())
     events = [make_event(EVENT_TYPE, created=now - age) for age in (5, 30, 10)]
     with handler_for(EVENT_TYPE, calls):
         for event in events:
             await post_event(client, event)
-        await worker_on(db, settings).drain()
+        await worker_on(db, settings, concurrency=1).drain()
     assert calls.event_ids == [events[1]["id"], events[2]["id"], events[0]["id"]]
 
 

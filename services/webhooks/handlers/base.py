@@ -2,26 +2,24 @@
 decides when an event's snapshot cannot be trusted and Stripe must be re-read."""
 
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.database import driver_of
+from services.mirror import Mirrored
 from services.webhooks.dispatch import Coalesced
 
 StripeDict = dict[str, Any]
 
 
-class Mirrored(Protocol):
-    last_event_at: datetime | None
-    last_event_id: str | None
+LOCK_OBJECT = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
 
 async def lock(session: AsyncSession, stripe_object_id: str) -> None:
     """Serialize the events of one Stripe object across workers until the transaction ends."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": stripe_object_id}
-    )
+    driver = await driver_of(session)
+    await driver.execute(LOCK_OBJECT, stripe_object_id)
 
 
 def obj(event: StripeDict) -> StripeDict:

@@ -1,9 +1,9 @@
 """invoice.*: an invoice's status and amounts, and the payments that pay it."""
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Invoice, PaymentStatus, PaymentTransaction, Subscription
+from db.database import driver_of
+from db.models import Invoice, Subscription
 from services import credit_sources, mirror
 from services.stripe.client import StripeApi
 from services.webhooks import dispatch, sync
@@ -71,7 +71,7 @@ async def _apply(
     event: StripeDict,
 ) -> None:
     """The snapshot, or Stripe's invoice when the snapshot's order is ambiguous."""
-    row = await session.scalar(select(Invoice).where(Invoice.stripe_invoice_id == invoice["id"]))
+    row = await mirror.mirrored(session, Invoice, "stripe_invoice_id", invoice["id"])
     if ambiguous(row, event):
         observed_at = sync.fresh_time(event)
         await sync.mirror_invoice(session, stripe, invoice["id"], account_id, observed_at)
@@ -83,6 +83,12 @@ async def _apply(
         # Event snapshots leave out `payments` (an includable field); only a read has them.
         fetched = (await stripe.retrieve_invoice(invoice["id"])).to_dict()
         await sync.link_payments(session, stripe, fetched, account_id, sync.fresh_time(event))
+
+
+PAID_BY_LINKED_PAYMENTS = """
+SELECT coalesce(sum(amount), 0) FROM payment_transactions
+WHERE invoice_stripe_id = $1 AND status = 'succeeded'
+"""
 
 
 async def _may_bring_payments(
@@ -97,13 +103,8 @@ async def _may_bring_payments(
         return False
     if invoice["status"] != "paid":
         return True
-    covered = await session.scalar(
-        select(func.coalesce(func.sum(PaymentTransaction.amount), 0)).where(
-            PaymentTransaction.invoice_stripe_id == invoice["id"],
-            PaymentTransaction.status == PaymentStatus.SUCCEEDED,
-        )
-    )
-    return (covered or 0) < invoice["amount_paid"]
+    driver = await driver_of(session)
+    return await driver.fetchval(PAID_BY_LINKED_PAYMENTS, invoice["id"]) < invoice["amount_paid"]
 
 
 async def _ensure_subscription(
@@ -114,9 +115,7 @@ async def _ensure_subscription(
     event: StripeDict,
 ) -> None:
     """Mirror the invoice's subscription from Stripe when its own events have not come yet."""
-    known = await session.scalar(
-        select(Subscription.id).where(Subscription.stripe_subscription_id == subscription_id)
-    )
+    known = await mirror.mirrored(session, Subscription, "stripe_subscription_id", subscription_id)
     if known is None:
         await sync.mirror_subscription(
             session, stripe, subscription_id, account_id, sync.fresh_time(event)

@@ -1,6 +1,5 @@
 """payment_method.*: a saved card's details, and whether it is still attached."""
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import PaymentMethod
@@ -19,9 +18,7 @@ async def payment_method_changed(
     """Mirror the method for the account it is (or, when detached, was) attached to."""
     method = obj(event)
     await lock(session, method["id"])
-    row = await session.scalar(
-        select(PaymentMethod).where(PaymentMethod.stripe_payment_method_id == method["id"])
-    )
+    row = await mirror.mirrored(session, PaymentMethod, "stripe_payment_method_id", method["id"])
     account_id = await _account_id(session, event, row)
     if account_id is None:
         return
@@ -36,7 +33,7 @@ async def payment_method_changed(
 
 
 async def _account_id(
-    session: AsyncSession, event: StripeDict, row: PaymentMethod | None
+    session: AsyncSession, event: StripeDict, row: mirror.Mirrored | None
 ) -> int | None:
     """Our account of the method's customer (a detached method names it only in
     previous_attributes); None when that customer is not ours."""

@@ -1,8 +1,8 @@
 """payment_intent.* and charge.*: a payment's status, failure, receipt and refunds."""
 
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.database import driver_of
 from db.models import PaymentTransaction
 from services import credit_sources, mirror
 from services.live import UpdateKind, publish
@@ -50,6 +50,14 @@ async def payment_intent_changed(
     )
 
 
+APPLY_CHARGE = """
+UPDATE payment_transactions
+SET amount_refunded = greatest(amount_refunded, $2), receipt_url = coalesce(receipt_url, $3),
+    updated_at = now()
+WHERE id = $1
+"""
+
+
 @dispatch.handles("charge.succeeded", "charge.failed", "charge.refunded")
 async def charge_changed(session: AsyncSession, stripe: StripeApi, event: StripeDict) -> None:
     """Carry the charge's refunds and receipt onto its payment's row; a refund reverses its
@@ -74,17 +82,8 @@ async def charge_changed(session: AsyncSession, stripe: StripeApi, event: Stripe
         await sync.mirror_payment(session, stripe, intent_id, account_id, sync.fresh_time(event))
     else:
         receipt = charge.get("receipt_url") if charge.get("paid") else None
-        await session.execute(
-            update(PaymentTransaction)
-            .where(PaymentTransaction.id == row.id)
-            .values(
-                amount_refunded=func.greatest(
-                    PaymentTransaction.amount_refunded, charge.get("amount_refunded") or 0
-                ),
-                receipt_url=func.coalesce(PaymentTransaction.receipt_url, receipt),
-                updated_at=func.now(),
-            )
-        )
+        driver = await driver_of(session)
+        await driver.execute(APPLY_CHARGE, row.id, charge.get("amount_refunded") or 0, receipt)
         await publish(session, UpdateKind.PAYMENT_UPDATED, account_id=account_id, row_id=row.id)
     if event["type"] == "charge.refunded" and intent_id is not None:
         await credit_sources.settle_reversals(
@@ -126,10 +125,10 @@ async def settle_payment_credits(
 
 async def _transaction(
     session: AsyncSession, intent_id: str | None, charge_id: str | None
-) -> PaymentTransaction | None:
+) -> mirror.Mirrored | None:
     """The payment's row, by its PaymentIntent or else by its latest charge."""
     if intent_id is not None:
-        which = PaymentTransaction.stripe_payment_intent_id == intent_id
-    else:
-        which = PaymentTransaction.latest_charge_stripe_id == charge_id
-    return await session.scalar(select(PaymentTransaction).where(which))
+        return await mirror.mirrored(
+            session, PaymentTransaction, "stripe_payment_intent_id", intent_id
+        )
+    return await mirror.mirrored(session, PaymentTransaction, "latest_charge_stripe_id", charge_id)

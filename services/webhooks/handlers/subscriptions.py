@@ -1,6 +1,5 @@
 """customer.subscription.*: status, plan, periods, cancellation and trial of a subscription."""
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Subscription
@@ -29,11 +28,9 @@ async def subscription_changed(session: AsyncSession, stripe: StripeApi, event: 
     )
     if account_id is None:
         return
-    row = await session.scalar(
-        select(Subscription).where(Subscription.stripe_subscription_id == subscription["id"])
-    )
-    plan = await mirror.plan_for_price(session, mirror.subscription_price_id(subscription))
-    if plan is None or ambiguous(row, event):
+    row = await mirror.mirrored(session, Subscription, "stripe_subscription_id", subscription["id"])
+    plan_id = await mirror.plan_id_for_price(session, mirror.subscription_price_id(subscription))
+    if plan_id is None or ambiguous(row, event):
         await sync.mirror_subscription(
             session, stripe, subscription["id"], account_id, sync.fresh_time(event)
         )
@@ -42,7 +39,7 @@ async def subscription_changed(session: AsyncSession, stripe: StripeApi, event: 
             session,
             subscription,
             account_id,
-            plan.id,
+            plan_id,
             observed_at=event_time(event),
             event_id=event["id"],
         )
