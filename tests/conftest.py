@@ -118,7 +118,8 @@ async def billing(stripe_sandbox: SandboxServer, settings: Settings, db: Databas
     client = sdk_client(stripe_sandbox.url)
     await seed_catalog(client)
     async with db.session() as session:
-        await catalog.sync_plans(session=session, stripe=StripeApi(settings, stripe_sandbox.url))
+        async with StripeApi(settings, stripe_sandbox.url) as api:
+            await catalog.sync_plans(session=session, stripe=api)
     async with db.session() as session:
         rows = (await session.scalars(select(Plan))).all()
     prices = {price.id: price.lookup_key for price in (await client.v1.prices.list_async()).data}

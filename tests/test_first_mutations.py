@@ -40,8 +40,7 @@ async def subscribe(billing: Billing, db, settings, user_id: str) -> Subscriptio
             "expand": ["latest_invoice.payments"],
         }
     )
-    api = StripeApi(settings, settings.stripe_api_base)
-    async with db.session() as session:
+    async with StripeApi(settings, settings.stripe_api_base) as api, db.session() as session:
         return await subscriptions.write_through(
             session=session, stripe=api, subscription=created, account_id=account.id
         )

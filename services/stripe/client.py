@@ -48,6 +48,12 @@ class StripeApi:
         """Close its connections; the client is not used after."""
         await self._http.close_async()
 
+    async def __aenter__(self) -> "StripeApi":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def call(self, operation: str, request: Awaitable[T]) -> T:
         started, outcome = time.perf_counter(), "error"
         try:

@@ -4,6 +4,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
+from collections.abc import Awaitable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,7 +44,8 @@ class WebhookWorker:
         self.policy = policy
         self.poll_seconds = poll_seconds
         self.listen = listen
-        self._wake = asyncio.Event()
+        self._idle: deque[asyncio.Future[None]] = deque()  # claim loops waiting for work
+        self._missed_wake = False  # a NOTIFY came while no loop was waiting
         self._listener: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection under the listener
         self._task: asyncio.Task[None] | None = None
@@ -53,7 +56,7 @@ class WebhookWorker:
         return self
 
     async def stop(self) -> None:
-        """Cancel the loop; an event in progress is rolled back and stays pending."""
+        """Cancel the loops; an event in progress is rolled back and stays pending."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -61,32 +64,83 @@ class WebhookWorker:
             self._task = None
 
     async def run(self) -> None:
-        """Drain due events, then sleep until a NOTIFY or the next poll; until cancelled."""
+        """`concurrency` claim loops, each applying due events and then waiting for a NOTIFY
+        or its next poll on its own; until cancelled."""
         try:
-            while True:
-                await self._ensure_listening()
-                try:
-                    await self.drain()
-                    await self._fold_read_changes_when_due()
-                except Exception:  # the database is unreachable: try again at the next poll
-                    log.exception("webhook worker could not reach the database")
-                await self._sleep()
+            async with asyncio.TaskGroup() as loops:
+                loops.create_task(self._keep_listening())
+                for _ in range(self.concurrency):
+                    loops.create_task(self._claim_loop())
         finally:
             await self._stop_listening()
 
     async def drain(self) -> int:
-        """Apply every due event; how many were settled or retried."""
+        """Apply every due event, then return; how many were settled or retried."""
         async with asyncio.TaskGroup() as claimers:  # one failing cancels the others
             tasks = [claimers.create_task(self._drain_one()) for _ in range(self.concurrency)]
         return sum(task.result() for task in tasks)
 
     async def _drain_one(self) -> int:
         count = 0
-        while claimed := await inbox.process_next_event(
-            database=self.database, stripe=self.stripe, policy=self.policy
-        ):
+        while claimed := await self._process_next_event():
             count += claimed
         return count
+
+    def _process_next_event(self) -> Awaitable[int]:
+        return inbox.process_next_event(
+            database=self.database, stripe=self.stripe, policy=self.policy
+        )
+
+    async def _claim_loop(self) -> None:
+        """Claim until nothing is due, then wait. A loop that found an event wakes one more:
+        a backlog brings every loop in, one event at a time, while a trickle keeps the
+        others waiting rather than claiming in vain on every NOTIFY."""
+        while True:
+            try:
+                claimed = await self._process_next_event()
+            except Exception:  # the database is unreachable: try again at the next poll
+                log.exception("webhook worker could not reach the database")
+                await asyncio.sleep(self.poll_seconds)
+                continue
+            if claimed:
+                self._wake_one(remember=False)
+            else:
+                await self._wait_for_work()
+
+    def _wake_one(self, *, remember: bool) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        # No loop waits: every one is claiming, so the next to find nothing claims again.
+        self._missed_wake = self._missed_wake or remember
+
+    async def _wait_for_work(self) -> None:
+        if self._missed_wake:
+            self._missed_wake = False
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout=self.poll_seconds)
+        except TimeoutError:  # the poll: a lost NOTIFY is found here
+            with contextlib.suppress(ValueError):
+                self._idle.remove(waiter)
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake_one(remember=True)
+
+    async def _keep_listening(self) -> None:
+        """LISTEN again after the server dropped the connection, and fold the read cache's
+        change log when due; every poll."""
+        while True:
+            await self._ensure_listening()
+            try:
+                await self._fold_read_changes_when_due()
+            except Exception:
+                log.exception("webhook worker could not fold the read cache's changes")
+            await asyncio.sleep(self.poll_seconds)
 
     async def _fold_read_changes_when_due(self) -> None:
         """Keep the response cache's change log small; the background work of any worker."""
@@ -95,14 +149,6 @@ class WebhookWorker:
         self._next_fold = time.monotonic() + FOLD_READ_CHANGES_SECONDS
         async with self.database.session() as session:
             await response_cache.fold_read_changes(session=session)
-
-    async def _sleep(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-        self._wake.clear()
-
-    def _on_notify(self, *_: Any) -> None:
-        self._wake.set()
 
     async def _ensure_listening(self) -> None:
         """LISTEN on a connection of its own; again after the server dropped it."""

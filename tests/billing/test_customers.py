@@ -24,10 +24,14 @@ async def test_a_customer_deleted_in_stripe_is_replaced_on_the_next_billing_acti
     first = await stripe_customer_of(db, "alice")
     await billing.stripe.v1.customers.delete_async(first)
     (deleted,) = (await billing.stripe.v1.events.list_async({"type": "customer.deleted"})).data
-    async with db.session() as session, session.begin():
+    async with (
+        StripeApi(settings, settings.stripe_api_base) as api,
+        db.session() as session,
+        session.begin(),
+    ):
         applied = await apply_event(
             session=session,
-            stripe=StripeApi(settings, settings.stripe_api_base),
+            stripe=api,
             event=deleted.to_dict(),
         )
     assert applied

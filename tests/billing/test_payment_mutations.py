@@ -191,8 +191,7 @@ async def open_invoice(billing: Billing, db, settings, user_id: str) -> Invoice:
         }
     )
     assert created.status == "incomplete"
-    api = StripeApi(settings, settings.stripe_api_base)
-    async with db.session() as session:
+    async with StripeApi(settings, settings.stripe_api_base) as api, db.session() as session:
         row = await subscriptions.write_through(
             session=session, stripe=api, subscription=created, account_id=account.id
         )
@@ -216,10 +215,10 @@ async def live_subscription(billing: Billing, db, settings, user_id: str, method
         }
     )
     assert created.status == "active"
-    async with db.session() as session:
+    async with StripeApi(settings, settings.stripe_api_base) as api, db.session() as session:
         await subscriptions.write_through(
             session=session,
-            stripe=StripeApi(settings, settings.stripe_api_base),
+            stripe=api,
             subscription=created,
             account_id=account.id,
         )

@@ -412,7 +412,8 @@ async def plan_id_of(kind: str, billing: Billing, db, settings) -> str:
             )
         ).id
     async with db.session() as session:
-        await catalog.sync_plans(session=session, stripe=StripeApi(settings, billing.sandbox.url))
+        async with StripeApi(settings, billing.sandbox.url) as api:
+            await catalog.sync_plans(session=session, stripe=api)
     async with db.session() as session:
         plan = await session.scalar(select(Plan).where(Plan.stripe_price_id == price))
     return to_global_id("Plan", plan.id)

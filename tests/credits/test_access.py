@@ -1,6 +1,7 @@
 """viewer.access across a test clock: trials end, renewals fail, grace runs out, a cancel at
 the period end takes effect; each state read from the mirror the events leave."""
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,8 +20,9 @@ GRACE_DAYS = 7
 
 
 @pytest.fixture
-def api(settings, billing) -> StripeApi:
-    return StripeApi(settings, billing.sandbox.url)
+async def api(settings, billing) -> AsyncIterator[StripeApi]:
+    async with StripeApi(settings, billing.sandbox.url) as api:
+        yield api
 
 
 class ClockedCustomer:

@@ -4,6 +4,7 @@ events come (applied one transaction each, as the worker does)."""
 
 import json
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,8 +21,9 @@ from tests.webhooks.lifecycles import apply_all, apply_concurrently, events_of
 
 
 @pytest.fixture
-def api(settings, billing) -> StripeApi:
-    return StripeApi(settings, billing.sandbox.url)
+async def api(settings, billing) -> AsyncIterator[StripeApi]:
+    async with StripeApi(settings, billing.sandbox.url) as api:
+        yield api
 
 
 async def ledger(db, account_id: int) -> list[tuple[str, int, str]]:

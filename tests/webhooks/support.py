@@ -116,9 +116,9 @@ class Calls:
 async def workers(db: Database, settings: Settings) -> AsyncIterator[Any]:
     """`workers(n, poll_seconds=…)` starts n workers on the test database; all stop afterwards."""
     started: list[WebhookWorker] = []
+    stripe = StripeApi(settings, settings.stripe_api_base)
 
     def start(count: int = 1, *, poll_seconds: float = 0.2, listen: bool = True) -> list[Any]:
-        stripe = StripeApi(settings, settings.stripe_api_base)
         for _ in range(count):
             worker = WebhookWorker(
                 database=db,
@@ -133,6 +133,7 @@ async def workers(db: Database, settings: Settings) -> AsyncIterator[Any]:
     yield start
     for worker in started:
         await worker.stop()
+    await stripe.close()
 
 
 def worker_on(db: Database, settings: Settings, concurrency: int = 4) -> WebhookWorker:

@@ -3,6 +3,7 @@ and however many workers apply them at once, the mirror ends as in-order deliver
 (which is what Stripe says now)."""
 
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,8 +34,9 @@ EXAMPLES = settings(
 
 
 @pytest.fixture
-def api(settings, billing) -> StripeApi:
-    return StripeApi(settings, billing.sandbox.url)
+async def api(settings, billing) -> AsyncIterator[StripeApi]:
+    async with StripeApi(settings, billing.sandbox.url) as api:
+        yield api
 
 
 async def in_order(db, billing, api, life: lifecycles.Life) -> tuple[Recorded, dict]:

@@ -1,6 +1,8 @@
 """The webhook handlers over real sandbox lifecycles: the events Stripe emitted, applied in
 order (one transaction each, as the worker does), leave the mirror equal to Stripe."""
 
+from collections.abc import AsyncIterator
+
 import pytest
 from sqlalchemy import select
 
@@ -26,8 +28,9 @@ LIVES = {
 
 
 @pytest.fixture
-def api(settings, billing) -> StripeApi:
-    return StripeApi(settings, billing.sandbox.url)
+async def api(settings, billing) -> AsyncIterator[StripeApi]:
+    async with StripeApi(settings, billing.sandbox.url) as api:
+        yield api
 
 
 @pytest.mark.parametrize("life", sorted(LIVES))

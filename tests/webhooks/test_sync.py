@@ -2,6 +2,7 @@
 missed."""
 
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
@@ -14,8 +15,9 @@ from tests.webhooks.lifecycles import mirror_state, stripe_state
 
 
 @pytest.fixture
-def api(settings, billing) -> StripeApi:
-    return StripeApi(settings, billing.sandbox.url)
+async def api(settings, billing) -> AsyncIterator[StripeApi]:
+    async with StripeApi(settings, billing.sandbox.url) as api:
+        yield api
 
 
 @pytest.mark.parametrize("life", [lifecycles.three_d_secure_life, lifecycles.recovery_life])

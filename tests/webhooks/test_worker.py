@@ -213,6 +213,34 @@ async def test_a_worker_wakes_on_notify_without_waiting_for_the_poll(client, db,
     assert calls.event_ids == [event["id"]]
 
 
+async def test_a_new_event_is_applied_while_a_slow_one_still_runs(client, db, workers):  # noqa: F811
+    """Each claim loop waits for work on its own: a NOTIFY finds an idle loop even while
+    another loop is still applying an earlier event."""
+    slow_started, release = asyncio.Event(), asyncio.Event()
+    applied: list[str] = []
+
+    async def handler(session, stripe, event) -> None:
+        if event["data"]["object"]["id"] == "obj_slow":
+            slow_started.set()
+            await release.wait()
+        applied.append(event["id"])
+
+    slow = make_event(EVENT_TYPE, object_id="obj_slow")
+    fast = make_event(EVENT_TYPE, object_id="obj_fast")
+    with handler_for(EVENT_TYPE, handler):
+        workers(1, poll_seconds=30)  # NOTIFY only: the poll comes too late to matter
+        await post_event(client, slow)
+        await asyncio.wait_for(slow_started.wait(), timeout=5)
+        await post_event(client, fast)
+        deadline = time.monotonic() + 2
+        while not applied and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert applied == [fast["id"]], "the new event waited for the slow one"
+        release.set()
+        await wait_until_settled(db, 2)
+    assert applied == [fast["id"], slow["id"]]
+
+
 async def test_a_worker_without_listen_finds_events_by_polling(client, db, workers):  # noqa: F811
     calls = Calls()
     with handler_for(EVENT_TYPE, calls):
