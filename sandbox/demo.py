@@ -1,6 +1,8 @@
 """The sandbox as `serve` runs it when no Stripe key is set: on loopback, with the gateway's
 webhook endpoint registered and a small catalog to subscribe to."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import stripe
@@ -14,10 +16,16 @@ from sandbox.store import Store
 CATALOG = (("Starter", 900, 100), ("Pro", 2900, 1000))
 
 
-def sdk_client(base_url: str) -> stripe.StripeClient:
-    return stripe.StripeClient(
-        SANDBOX_API_KEY, base_addresses={"api": base_url}, http_client=stripe.HTTPXClient()
-    )
+@asynccontextmanager
+async def sdk_client(base_url: str) -> AsyncIterator[stripe.StripeClient]:
+    """The Stripe SDK on the sandbox, on its aiohttp client (closed after)."""
+    http = stripe.AIOHTTPClient()
+    try:
+        yield stripe.StripeClient(
+            SANDBOX_API_KEY, base_addresses={"api": base_url}, http_client=http
+        )
+    finally:
+        await http.close_async()
 
 
 async def start_demo_sandbox(
@@ -25,9 +33,9 @@ async def start_demo_sandbox(
 ) -> SandboxServer:
     store = Store(webhook_secret=webhook_secret)
     server = await SandboxServer(port=port, store=store, state_file=state_file).start()
-    client = sdk_client(server.url)
-    await ensure_webhook_endpoint(client, webhook_url)
-    await seed_catalog(client)
+    async with sdk_client(server.url) as client:
+        await ensure_webhook_endpoint(client, webhook_url)
+        await seed_catalog(client)
     return server
 
 

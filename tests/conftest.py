@@ -112,18 +112,20 @@ class Billing:
 
 
 @pytest.fixture
-async def billing(stripe_sandbox: SandboxServer, settings: Settings, db: Database) -> Billing:
+async def billing(
+    stripe_sandbox: SandboxServer, settings: Settings, db: Database
+) -> AsyncIterator[Billing]:
     async with httpx.AsyncClient(base_url=stripe_sandbox.url) as browser:
         await browser.post("/_sandbox/reset")  # the state and any injected faults
-    client = sdk_client(stripe_sandbox.url)
-    await seed_catalog(client)
-    async with db.session() as session:
-        async with StripeApi(settings, stripe_sandbox.url) as api:
+    async with sdk_client(stripe_sandbox.url) as client:
+        await seed_catalog(client)
+        async with db.session() as session, StripeApi(settings, stripe_sandbox.url) as api:
             await catalog.sync_plans(session=session, stripe=api)
-    async with db.session() as session:
-        rows = (await session.scalars(select(Plan))).all()
-    prices = {price.id: price.lookup_key for price in (await client.v1.prices.list_async()).data}
-    return Billing(stripe_sandbox, client, {prices[row.stripe_price_id]: row for row in rows})
+        async with db.session() as session:
+            rows = (await session.scalars(select(Plan))).all()
+        listed = (await client.v1.prices.list_async()).data
+        prices = {price.id: price.lookup_key for price in listed}
+        yield Billing(stripe_sandbox, client, {prices[row.stripe_price_id]: row for row in rows})
 
 
 @pytest.fixture

@@ -214,7 +214,8 @@ async def test_sync_plans_mirrors_the_stripe_catalog(scratch_database_url, strip
     from sandbox.demo import sdk_client, seed_catalog
 
     stripe_sandbox.store.reset()
-    await seed_catalog(sdk_client(stripe_sandbox.url))
+    async with sdk_client(stripe_sandbox.url) as client:
+        await seed_catalog(client)
     env = {
         "DATABASE_URL": scratch_database_url.render_as_string(hide_password=False),
         "STRIPE_API_BASE": stripe_sandbox.url,
@@ -250,9 +251,9 @@ async def test_sync_repairs_accounts_and_fetches_missing_events(
 
     async with httpx.AsyncClient(base_url=stripe_sandbox.url) as browser:
         await browser.post("/_sandbox/reset")
-    client = sdk_client(stripe_sandbox.url)
-    await seed_catalog(client)
-    customer = await client.v1.customers.create_async({"email": "sync@example.com"})
+    async with sdk_client(stripe_sandbox.url) as client:
+        await seed_catalog(client)
+        customer = await client.v1.customers.create_async({"email": "sync@example.com"})
     env = {
         "DATABASE_URL": scratch_database_url.render_as_string(hide_password=False),
         "STRIPE_API_BASE": stripe_sandbox.url,
