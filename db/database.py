@@ -8,6 +8,7 @@ import asyncpg
 from sqlalchemy import URL, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -88,9 +89,7 @@ class Database:
         connection is in autocommit mode, so its own commit and rollback do nothing: flush
         it before the end. Its ORM objects are not refreshed by driver statements."""
         async with self.reads() as session:
-            connection = await session.connection()
-            driver = (await connection.get_raw_connection()).driver_connection
-            assert driver is not None, "a pooled connection is open"
+            driver = await _driver_under(await session.connection())
             async with driver.transaction():
                 yield session, driver
 
@@ -100,11 +99,16 @@ async def driver_of(session: AsyncSession) -> asyncpg.Connection:
     part of the session's work, without SQLAlchemy's cost per statement (prepared once per
     connection). ORM objects the session holds are not refreshed by it."""
     connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None, "a pooled connection is open"
+    driver = await _driver_under(connection)
     if not driver.is_in_transaction():
         # SQLAlchemy sends BEGIN with its first statement: send one, or ours would run alone.
         await connection.exec_driver_sql("SELECT")
+    return driver
+
+
+async def _driver_under(connection: AsyncConnection) -> asyncpg.Connection:
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None, "a pooled connection is open"
     return driver
 
 

@@ -128,9 +128,9 @@ async def _upsert_applied(
                 session, UPDATE_KINDS[model], account_id=values["account_id"], row_id=row_id
             )
         return row_id, True
-    existing = await driver.fetchval(f"SELECT id FROM {table.name} WHERE {key} = $1", values[key])
+    existing = await mirrored(session, model, key, values[key])
     assert existing is not None, "a conflicting row exists"
-    return existing, False
+    return existing.id, False
 
 
 ACCOUNT_ID_OF_CUSTOMER = "SELECT id FROM accounts WHERE stripe_customer_id = $1"
