@@ -20,9 +20,8 @@ from sqlalchemy import insert, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from db.database import Database, create_database_if_missing  # noqa: E402
-from db.embedded import start_embedded_postgres  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
+from bench.support import scratch_database  # noqa: E402
+from db.database import Database  # noqa: E402
 from db.models import Account, CreditAccount, CreditEntryKind  # noqa: E402
 from services import credits  # noqa: E402
 from services.audit import Actor  # noqa: E402
@@ -92,19 +91,12 @@ async def measure(database: Database, args, wallets: int) -> tuple[tuple[float, 
 
 
 async def main(args) -> None:
-    server = start_embedded_postgres(ROOT / ".billing" / "bench")
-    name = f"bench_credits_{os.getpid()}"
-    await create_database_if_missing(server, name)
-    database = Database(server.set(database=name), pool_size=args.tasks)
-    await upgrade(database.engine)
-    try:
+    async with scratch_database("credits", pool_size=args.tasks) as (database, _):
         one, one_ids = await measure(database, args, 1)
         many, many_ids = await measure(database, args, args.wallets)
         async with database.session() as session:
             mismatches = await credits.find_mismatches(session=session)
         off = [m for m in mismatches if m.account_id in set(one_ids + many_ids)]
-    finally:
-        await database.dispose()
     print(f"{args.spends} spends of 1 credit, {args.tasks} concurrent tasks, one transaction each")
     for label, (ledger, bare) in (("1 wallet", one), (f"{args.wallets} wallets", many)):
         print(f"{label:>11}: ledger {ledger:6.0f} spends/s   bare UPDATE {bare:6.0f} spends/s   "

@@ -17,8 +17,6 @@ hand-written SQL; the first answer of each route is checked to be the same JSON.
 
 import argparse
 import asyncio
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -31,7 +29,6 @@ import httpx
 import orjson
 import uvicorn
 from sqlalchemy import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -40,10 +37,8 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.support import free_port, wrk_post  # noqa: E402
-from db.database import Database, create_database_if_missing  # noqa: E402
-from db.embedded import start_embedded_postgres  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
+from bench.support import free_port, require_wrk, scratch_database, wrk_post  # noqa: E402
+from db.database import Database  # noqa: E402
 from gateway.auth import TokenVerifier, bearer_token, mint_token  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from schema.ids import to_global_id  # noqa: E402
@@ -607,34 +602,14 @@ async def measure(
     return figures, answers
 
 
-async def drop_database(server: Any, name: str) -> None:
-    """Each run seeds its own database; it is dropped afterwards (about 50 MB)."""
-    engine = create_async_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await engine.dispose()
-
-
 async def main(args) -> None:
-    if shutil.which("wrk") is None:
-        raise SystemExit("this benchmark drives the servers with wrk: apt-get install wrk")
-    server = start_embedded_postgres(ROOT / ".billing" / "bench")
-    name = f"bench_dashboard_{os.getpid()}"
-    await create_database_if_missing(server, name)
-    url = server.set(database=name)
-    database = Database(url, pool_size=SEED_CONCURRENCY)
-    await upgrade(database.engine)
-    url_text = url.render_as_string(hide_password=False)
-    try:
+    require_wrk()
+    async with scratch_database("dashboard", pool_size=SEED_CONCURRENCY) as (database, url):
+        url_text = url.render_as_string(hide_password=False)
         await seed(database)
         bare, bare_answers = await measure("bare", url_text, args)
         cold, cold_answers = await measure("gateway", url_text, args)
         warm, warm_answers = await measure("warm", url_text, args, queries=("dashboard",))
-    finally:
-        await database.dispose()
-        await drop_database(server, name)
     for query_name, answer in [*cold_answers.items(), *warm_answers.items()]:
         answer.pop("extensions", None)
         if answer != bare_answers[query_name]:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -42,10 +41,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.support import free_port, wait_for  # noqa: E402
-from db.database import Database, create_database_if_missing  # noqa: E402
-from db.embedded import start_embedded_postgres  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
+from bench.support import free_port, scratch_database, wait_for  # noqa: E402
+from db.database import Database  # noqa: E402
 from gateway.auth import mint_token  # noqa: E402
 from gateway.live_ws import WS_PER_MESSAGE_DEFLATE  # noqa: E402
 from gateway.settings import SANDBOX_WEBHOOK_SECRET, Settings  # noqa: E402
@@ -335,19 +332,11 @@ async def prepare(url_text: str, database: Database, args: Any) -> None:
 
 
 async def main(args: Any) -> None:
-    server = start_embedded_postgres(ROOT / ".billing" / "bench")
-    name = f"bench_live_{os.getpid()}"
-    await create_database_if_missing(server, name)
-    url = server.set(database=name)
-    database = Database(url, pool_size=2)
-    await upgrade(database.engine)
-    url_text = url.render_as_string(hide_password=False)
-    try:
+    async with scratch_database("live", pool_size=2) as (database, url):
+        url_text = url.render_as_string(hide_password=False)
         await prepare(url_text, database, args)
         bare = await measure("bare", url_text, args, None)
         gateway = await measure("gateway", url_text, args, settings_for(url_text))
-    finally:
-        await database.dispose()
     total = args.matching + args.others
     print(f"{args.matching} matching + {args.others} other subscribers ({total} sockets), "
           f"{args.rounds} webhooks, 1 uvicorn worker each, clients in one process")  # fmt: skip

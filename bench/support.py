@@ -1,14 +1,25 @@
-"""What the benchmarks share: a free port, waiting for a server to listen, and wrk posting
-prepared requests (Debian's `wrk`: Python clients top out near 400 requests/s here,
-which would measure the client, not the server)."""
+"""What the benchmarks share: a database of their own, a free port, waiting for a server to
+listen, and wrk posting prepared requests (Debian's `wrk`: Python clients top out near 400
+requests/s here, which would measure the client, not the server)."""
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+from sqlalchemy import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from db.database import Database, create_database_if_missing
+from db.embedded import start_embedded_postgres
+from db.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WRK_SCRIPT = """
 local requests = {}
@@ -30,6 +41,37 @@ request = function()
   return requests[index]
 end
 """
+
+
+@asynccontextmanager
+async def scratch_database(
+    name: str, *, pool_size: int = 20
+) -> AsyncIterator[tuple[Database, URL]]:
+    """A migrated database for one run (`bench_<name>_<pid>` on the embedded server under
+    .billing/bench), dropped afterwards: a seeded one takes about 50 MB."""
+    server = start_embedded_postgres(ROOT / ".billing" / "bench")
+    database_name = f"bench_{name}_{os.getpid()}"
+    await create_database_if_missing(server, database_name)
+    url = server.set(database=database_name)
+    database = Database(url, pool_size=pool_size)
+    try:
+        await upgrade(database.engine)
+        yield database, url
+    finally:
+        await database.dispose()
+        engine = create_async_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql(
+                    f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)'
+                )
+        finally:
+            await engine.dispose()
+
+
+def require_wrk() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("this benchmark drives the servers with wrk: apt-get install wrk")
 
 
 def free_port() -> int:

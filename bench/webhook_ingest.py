@@ -12,9 +12,7 @@ which would measure the client, not the servers.
 import argparse
 import asyncio
 import json
-import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,10 +38,8 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.support import free_port, wait_for, wrk_post  # noqa: E402
-from db.database import Database, create_database_if_missing  # noqa: E402
-from db.embedded import start_embedded_postgres  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
+from bench.support import free_port, require_wrk, scratch_database, wait_for, wrk_post  # noqa: E402
+from db.database import Database  # noqa: E402
 from gateway.settings import SANDBOX_WEBHOOK_SECRET, Settings  # noqa: E402
 from sandbox.delivery import signature_header  # noqa: E402
 from sandbox.store import fixture  # noqa: E402
@@ -357,17 +353,10 @@ def median(runs: list[dict[str, float]], key: str) -> float:
 
 
 async def main(args) -> None:
-    if shutil.which("wrk") is None:
-        raise SystemExit("this benchmark drives the servers with wrk: apt-get install wrk")
-    server = start_embedded_postgres(ROOT / ".billing" / "bench")
-    name = f"bench_ingest_{os.getpid()}"
-    await create_database_if_missing(server, name)
-    url = server.set(database=name)
-    database = Database(url)
-    await upgrade(database.engine)
-    url_text = url.render_as_string(hide_password=False)
+    require_wrk()
     runs: dict[str, list[dict[str, float]]] = {"bare": [], "gateway": []}
-    try:
+    async with scratch_database("ingest") as (database, url):
+        url_text = url.render_as_string(hide_password=False)
         # Alternating rounds, medians reported: a busy machine slows both routes alike.
         for _ in range(args.rounds):
             for kind in runs:
@@ -378,8 +367,6 @@ async def main(args) -> None:
                 await sustained_delivery(database, url_text, stripe_api, stripe_base, args, pace)
                 for pace in (args.pace, None)
             ]
-    finally:
-        await database.dispose()
     print(f"{args.events} events (+{int(args.events * RESEND_SHARE)} re-sends) cycled for "
           f"{args.seconds} s, wrk 1 thread x {args.connections} connections, "
           f"1 uvicorn worker each; medians of {args.rounds} alternating rounds")  # fmt: skip
