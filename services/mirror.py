@@ -100,21 +100,9 @@ async def _upsert(
     values: dict[str, Any],
     observed_at: datetime,
     event_id: str | None,
-) -> int:
-    """Insert or update by Stripe id unless the row holds newer state; the row's id."""
-    row_id, _ = await _upsert_applied(session, model, key, values, observed_at, event_id)
-    return row_id
-
-
-async def _upsert_applied(
-    session: AsyncSession,
-    model: type[models.Base],
-    key: str,
-    values: dict[str, Any],
-    observed_at: datetime,
-    event_id: str | None,
 ) -> tuple[int, bool]:
-    """The row's id, and whether this state was applied (False: the row holds newer state)."""
+    """Insert or update by Stripe id unless the row holds newer state: the row's id, and
+    whether this state was applied (False: the row holds newer state)."""
     table: Table = model.__table__  # type: ignore[assignment]
     values = values | {"last_event_at": observed_at, "last_event_id": event_id}
     arguments = [
@@ -183,7 +171,8 @@ async def upsert_plan(
         "active": bool(price["active"] and product.get("active", True)),
         "stripe_created_at": timestamp(price["created"]),
     }
-    return await _upsert(session, Plan, "stripe_price_id", values, observed_at, event_id)
+    row_id, _ = await _upsert(session, Plan, "stripe_price_id", values, observed_at, event_id)
+    return row_id
 
 
 # An account takes a customer's state unless it holds newer; RETURNING the id if it did.
@@ -268,9 +257,10 @@ async def upsert_payment_method(
         "detached_at": None if method.get("customer") else observed_at,
         "stripe_created_at": timestamp(method["created"]),
     }
-    return await _upsert(
+    row_id, _ = await _upsert(
         session, PaymentMethod, "stripe_payment_method_id", values, observed_at, event_id
     )
+    return row_id
 
 
 SUBSCRIPTION_STATUS = "SELECT status FROM subscriptions WHERE stripe_subscription_id = $1"
@@ -306,7 +296,7 @@ async def upsert_subscription(
     }
     driver = await driver_of(session)
     status_before = await driver.fetchval(SUBSCRIPTION_STATUS, subscription["id"])
-    row_id, applied = await _upsert_applied(
+    row_id, applied = await _upsert(
         session, Subscription, "stripe_subscription_id", values, observed_at, event_id
     )
     if applied and values["status"] != status_before:
@@ -356,7 +346,7 @@ async def upsert_invoice(
         "stripe_pdf_url": invoice.get("invoice_pdf"),
         "stripe_created_at": timestamp(invoice["created"]),
     }
-    row_id, applied = await _upsert_applied(
+    row_id, applied = await _upsert(
         session, Invoice, "stripe_invoice_id", values, observed_at, event_id
     )
     # The lines belong to the state applied: an older snapshot's lines must not win either.
@@ -455,7 +445,7 @@ async def upsert_transaction(
         )
     if invoice_id is not None:
         values["invoice_stripe_id"] = invoice_id
-    row_id, applied = await _upsert_applied(
+    row_id, applied = await _upsert(
         session, PaymentTransaction, "stripe_payment_intent_id", values, observed_at, event_id
     )
     if invoice_id is not None and not applied:
