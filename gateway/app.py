@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
 
 from db.database import Database, open_database
 from db.migrate import current_revision, head_revision, upgrade
@@ -33,6 +34,8 @@ from services.webhooks.worker import worker_for
 log = logging.getLogger("billing_gateway")
 
 READINESS_TIMEOUT_SECONDS = 2.0
+# How long a browser may reuse a preflight answer.
+CORS_MAX_AGE_SECONDS = 600
 # Measured with bench/graphql_dashboard.py: 20-40% more requests per second than (700, 10, 10).
 GC_THRESHOLDS = (200_000, 50, 1_000)
 
@@ -107,6 +110,7 @@ def create_app(
         graphql_ide=None if settings.is_production else "graphiql",
         context_getter=context_getter(settings, verifier),
         verifier=verifier,
+        allowed_origins=settings.allowed_origins,
     )
     app.include_router(graphql, prefix="/graphql")
     app.state.shared_streams = graphql.shared_streams
@@ -121,6 +125,15 @@ def create_app(
         budgets=budgets,
     )
     app.add_middleware(RequestIdMiddleware)
+    # Browsers on the allowed origins (their websockets: the router checks those).
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "content-type", "x-request-id"],
+        expose_headers=["x-request-id"],
+        max_age=CORS_MAX_AGE_SECONDS,
+    )
     # Added last, so outermost: Stripe's deliveries skip the request-id layer as well (the
     # route logs only failures, with the event's id).
     app.add_middleware(WebhookRoute, endpoint=webhook_endpoint(settings))

@@ -27,6 +27,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import Principal, TokenVerifier, authenticate
+from gateway.graphql_http import response_media_type
 from gateway.settings import Settings
 from schema.cache import MISSED_RESPONSE, MissedResponse
 from schema.extensions import record_operation
@@ -47,6 +48,7 @@ class CacheableRequest:
     query: str
     operation_name: str | None
     variables: dict[str, Any] | None
+    media_type: str  # what the answer is sent as (gateway/graphql_http.py)
 
 
 class CachedQueryRoute:
@@ -93,7 +95,7 @@ class CachedQueryRoute:
             variables=request.variables,
         )
         entry = self.responses.get(key, version)
-        if entry is not None and await self._send_cached(entry, request.principal, send):
+        if entry is not None and await self._send_cached(entry, request, send):
             record_operation(entry.operation_name, "query", started, ())
             return
         token = MISSED_RESPONSE.set(
@@ -130,7 +132,8 @@ class CachedQueryRoute:
         principal, _ = authenticate(self.verifier, headers.get("authorization"))
         if principal is None:
             return None
-        return CacheableRequest(principal, query, name, variables)
+        media_type = response_media_type(headers.get("accept"))
+        return CacheableRequest(principal, query, name, variables, media_type)
 
     @staticmethod
     async def _account_version(scope: Scope, request: CacheableRequest) -> tuple[int, int] | None:
@@ -145,16 +148,18 @@ class CachedQueryRoute:
             log.warning("response cache: the caller's version was not read", exc_info=True)
             return None
 
-    async def _send_cached(self, entry: CachedResponse, principal: Principal, send: Send) -> bool:
+    async def _send_cached(
+        self, entry: CachedResponse, request: CacheableRequest, send: Send
+    ) -> bool:
         """Send the answer if the caller's budget covers it (else the pipeline refuses it)."""
-        caller = user_caller(principal.user_id)
+        caller = user_caller(request.principal.user_id)
         charge = charge_budget(self.budgets, caller, entry.cost, self.settings)
         if not charge.allowed:
             return False
         body = _response_body(entry, cost_extension(entry.cost, charge, self.settings))
         headers = [
             (b"content-length", str(len(body)).encode()),
-            (b"content-type", b"application/json"),
+            (b"content-type", request.media_type.encode()),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})

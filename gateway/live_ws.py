@@ -11,11 +11,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from cross_web import HTTPException  # what Strawberry's router answers as an HTTP status
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -26,6 +31,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from gateway.auth import AuthError, TokenVerifier, bearer_token
 from gateway.graphiql import GatewayGraphQLRouter
+from gateway.graphql_http import GraphQLHttpProtocol
 from gateway.live_streams import (
     LEGACY_WS_FRAMING,
     TRANSPORT_WS_FRAMING,
@@ -97,8 +103,8 @@ def connection_token(params: Any) -> str | None:
 def _shareable(handler: Any, payload: Any) -> bool:
     if not handler.connection_acknowledged or not isinstance(payload, dict):
         return False
-    query = payload.get("query")
-    return isinstance(query, str) and is_shareable(query, payload.get("operationName"))
+    query, name = payload.get("query"), payload.get("operationName")
+    return isinstance(query, str) and isinstance(name, str | None) and is_shareable(query, name)
 
 
 def _join_shared_stream(
@@ -195,16 +201,33 @@ def _release(context: Any) -> None:
         live.release()
 
 
-class GatewayRouter(GatewayGraphQLRouter):
-    """/graphql over HTTP and websockets (both subprotocols), websockets authenticated."""
+class TextFrameWebSocket(ASGIWebSocketAdapter):
+    """Messages as text frames: both subprotocols are JSON text, and real clients (graphql-ws,
+    Apollo, gql) refuse the binary frames Strawberry sends for an encoder returning bytes."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+
+
+class GatewayRouter(GraphQLHttpProtocol, GatewayGraphQLRouter):
+    """/graphql over HTTP (gateway/graphql_http.py) and websockets (both subprotocols),
+    websockets authenticated and allowed from the configured browser origins."""
+
+    websocket_adapter_class = TextFrameWebSocket  # type: ignore[assignment]
 
     graphql_transport_ws_handler_class = _TransportWS  # type: ignore[assignment]
     graphql_ws_handler_class = _LegacyWS  # type: ignore[assignment]
 
-    def __init__(self, *args: Any, verifier: TokenVerifier, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, verifier: TokenVerifier, allowed_origins: list[str], **kwargs: Any
+    ) -> None:
         super().__init__(
             *args,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            allowed_origins=allowed_origins,
             **kwargs,
         )
         self.verifier = verifier

@@ -1,5 +1,6 @@
 """The one place configuration is read: environment variables, validated at start."""
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,9 @@ SANDBOX_WEBHOOK_SECRET = "whsec_billing_gateway_sandbox"
 SANDBOX_PUBLISHABLE_KEY = "pk_test_billing_gateway_sandbox"
 SANDBOX_API_KEY = "sk_test_billing_gateway_sandbox"
 MIN_PRODUCTION_SECRET_BYTES = 32
+# The reference app's Vite dev server (web/), allowed cross-origin in development.
+DEVELOPMENT_ORIGINS = ["http://localhost:5173", "http://127.0.0.1:5173"]
+ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(:\d{1,5})?")
 
 
 class Environment(StrEnum):
@@ -33,6 +37,9 @@ class Settings(BaseSettings):
     billing_data_dir: Path = Path(".billing")
     host: str = "127.0.0.1"
     port: int = 8000
+    # Browser origins that may call the API (CORS) and open its websockets; unset: none in
+    # production, the reference app's Vite dev server in development.
+    cors_allowed_origins: Annotated[list[str], NoDecode] | None = None
 
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None
@@ -87,6 +94,23 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str] | None) -> list[str] | None:
+        for origin in origins or ():
+            if origin != "*" and not ORIGIN.fullmatch(origin):
+                raise ConfigurationError(
+                    f"CORS_ALLOWED_ORIGINS: {origin!r} is not an origin (scheme://host[:port])"
+                )
+        return origins
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -161,6 +185,12 @@ class Settings(BaseSettings):
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
         return DEVELOPMENT_JWT_SECRET
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        if self.cors_allowed_origins is not None:
+            return self.cors_allowed_origins
+        return DEVELOPMENT_ORIGINS if self.billing_env is Environment.DEVELOPMENT else []
 
     @property
     def uses_sandbox(self) -> bool:
