@@ -100,11 +100,31 @@ def connection_token(params: Any) -> str | None:
     return token.strip() if isinstance(token, str) and token.strip() else None
 
 
-def _shareable(handler: Any, payload: Any) -> bool:
-    if not handler.connection_acknowledged or not isinstance(payload, dict):
+def malformed_operation(payload: Any) -> str | None:
+    """Why a subscribe/start payload cannot be an operation, or None when it can."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return "Invalid message received: the payload needs a string `query`"
+    if not isinstance(payload.get("operationName"), str | None):
+        return "Invalid message received: `operationName` must be a string"
+    for key in ("variables", "extensions"):
+        if not isinstance(payload.get(key), dict | None):
+            return f"Invalid message received: `{key}` must be an object"
+    return None
+
+
+async def refused_as_malformed(handler: Any, payload: Any) -> bool:
+    """Close with 4400 (both protocols) for a payload that is not an operation."""
+    reason = malformed_operation(payload)
+    if reason is None or not handler.connection_acknowledged:  # Strawberry refuses: 4401
         return False
-    query, name = payload.get("query"), payload.get("operationName")
-    return isinstance(query, str) and isinstance(name, str | None) and is_shareable(query, name)
+    await handler.websocket.close(code=4400, reason=reason)
+    return True
+
+
+def _shareable(handler: Any, payload: Any) -> bool:
+    if not handler.connection_acknowledged:
+        return False
+    return is_shareable(payload["query"], payload.get("operationName"))
 
 
 def _join_shared_stream(
@@ -140,6 +160,8 @@ class _TransportWS(BaseGraphQLTransportWSHandler[Any, None]):
 
     async def handle_subscribe(self, message: Any) -> None:
         payload = message.get("payload")
+        if await refused_as_malformed(self, payload):
+            return
         if message.get("id") in self.operations or not _shareable(self, payload):
             await super().handle_subscribe(message)  # Strawberry's path, refusals included
             return
@@ -174,6 +196,8 @@ class _LegacyWS(BaseGraphQLWSHandler[Any, None]):
 
     async def handle_start(self, message: Any) -> None:
         payload = message.get("payload")
+        if await refused_as_malformed(self, payload):
+            return
         if not _shareable(self, payload):
             await super().handle_start(message)
             return

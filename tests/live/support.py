@@ -93,7 +93,10 @@ class LiveClient:
         """The next message that is not a keep-alive."""
         async with asyncio.timeout(PATIENCE_SECONDS):
             while True:
-                message = json.loads(await self.connection.recv())
+                frame = await self.connection.recv()
+                # Both protocols are JSON text: real clients refuse binary frames.
+                assert isinstance(frame, str), f"a binary frame: {frame!r}"
+                message = json.loads(frame)
                 if message.get("type") not in ("ka", "ping", "pong"):
                     return message
 

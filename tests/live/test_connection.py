@@ -127,6 +127,30 @@ async def test_an_unknown_subprotocol_is_closed(gateway):
         assert await live.closed() == (4406, "Subprotocol not acceptable")
 
 
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"query": BILLING_UPDATES, "operationName": {"a": 1}}, "`operationName` must be a string"),
+        ({"query": BILLING_UPDATES, "operationName": ["a"]}, "`operationName` must be a string"),
+        ({"query": BILLING_UPDATES, "variables": [1]}, "`variables` must be an object"),
+        ({"query": BILLING_UPDATES, "extensions": "x"}, "`extensions` must be an object"),
+        ({"query": 7}, "the payload needs a string `query`"),
+        ("subscription", "the payload needs a string `query`"),
+    ],
+)
+async def test_a_malformed_operation_closes_with_4400(
+    gateway, db, token_for, protocol, payload, reason
+):
+    await customer(db, "alice")
+    async with LiveClient.connected(gateway, protocol=protocol) as live:
+        await live.sign_in(token_for("alice"))
+        start = "subscribe" if protocol == TRANSPORT_WS else "start"
+        await live.send({"id": "1", "type": start, "payload": payload})
+        assert await live.closed() == (4400, f"Invalid message received: {reason}")
+    await subscribed(gateway, 0)
+
+
 async def test_a_subscription_needs_connection_init_first(gateway):
     async with LiveClient.connected(gateway) as live:
         await live.subscribe(BILLING_UPDATES)
