@@ -17,7 +17,9 @@ log = logging.getLogger("billing_gateway.graphql")
 def is_unexpected(error: GraphQLError) -> bool:
     """True for a resolver failure that is not one of our coded errors."""
     original = error.original_error
-    if original is None or isinstance(original, GraphQLError):
+    # Without a path it was raised before execution: a scalar refusing a literal in
+    # validation (BigInt "1e400", a bad DateTime) is the caller's error, not ours.
+    if original is None or isinstance(original, GraphQLError) or error.path is None:
         return False
     return "code" not in (error.extensions or {})
 

@@ -1,9 +1,10 @@
 """Builds the strawberry.Schema served at /graphql."""
 
 from functools import partial
+from typing import Any
 
 import strawberry
-from graphql import print_schema
+from graphql import GraphQLError, print_schema
 from strawberry.extensions import ParserCache
 from strawberry.schema.config import StrawberryConfig
 
@@ -23,13 +24,22 @@ from services.response_cache import ResponseCache
 PARSED_DOCUMENTS = 256
 
 
+class GatewaySchema(strawberry.Schema):
+    """Strawberry's schema without its log line per error: the caller's errors (validation,
+    coded domain errors) are answers, not incidents, and the unexpected ones are logged once,
+    with the request id, by MaskInternalErrors."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        return None
+
+
 def build_schema(
     *, budgets: CostBudgets | None = None, responses: ResponseCache | None = None
 ) -> strawberry.Schema:
     """The schema with its guard rails. Each app passes its own cost budgets and response
     cache, which gateway/cached_queries.py shares; without them it has fresh ones (no cache)."""
     memo = DocumentMemo()
-    return strawberry.Schema(
+    return GatewaySchema(
         query=Query,
         mutation=Mutation,
         subscription=LiveUpdates,

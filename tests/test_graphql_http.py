@@ -1,6 +1,8 @@
 """GraphQL over HTTP as the spec says: media types, status codes, no 500 for bad requests,
 and the browser origins (CORS) setting. The real clients' view is tests/clients/."""
 
+import logging
+
 import httpx
 import pytest
 
@@ -150,3 +152,43 @@ def test_origins_default_to_none_in_production_and_the_dev_server_in_development
 def test_a_value_that_is_not_an_origin_is_refused_naming_the_variable():
     with pytest.raises(ConfigurationError, match="CORS_ALLOWED_ORIGINS"):
         Settings(billing_env="test", cors_allowed_origins="https://a.test/path")
+
+
+# ---- scalars refusing a literal: the caller's error, nothing unexpected ----
+
+SPEND_LITERAL = (
+    'mutation {{ spendCredits(input: {{amount: {amount}, reason: "x", idempotencyKey: "k"}})'
+    " {{ balance }} }}"
+)
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ['"1e400"', '"99999999999999999999999999"', "99999999999999999999999999", '"12.5"', "true"],
+)
+async def test_a_scalar_literal_out_of_range_is_a_validation_error(
+    client, token_for, caplog, literal
+):
+    caplog.set_level(logging.INFO)
+    document = SPEND_LITERAL.format(amount=literal)
+    answer = await client.post(
+        "/graphql",
+        json={"query": document},
+        headers={"authorization": f"Bearer {token_for('alice')}", **NEW_TYPE},
+    )
+    assert answer.status_code == 400
+    (error,) = answer.json()["errors"]
+    assert "BigInt" in error["message"]
+    assert error.get("extensions", {}).get("code") != "INTERNAL_SERVER_ERROR"
+    assert "unexpected error" not in caplog.text and "Traceback" not in caplog.text
+
+
+async def test_an_int_argument_out_of_32_bits_is_a_validation_error(client, token_for):
+    document = "{ viewer { invoices(first: 99999999999) { totalCount } } }"
+    answer = await client.post(
+        "/graphql",
+        json={"query": document},
+        headers={"authorization": f"Bearer {token_for('alice')}", **NEW_TYPE},
+    )
+    assert answer.status_code == 400
+    assert "Int" in answer.json()["errors"][0]["message"]
