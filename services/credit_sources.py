@@ -6,7 +6,10 @@ Every entry is keyed by its Stripe source (`grant:<invoice or payment>`, `refund
 `dispute:<dp_…>`, `dispute-won:<dp_…>`), so duplicates, replays and both invoice.paid and
 invoice.payment_succeeded apply once. Order does not matter either: a payment's reversals
 are computed from Stripe's current refunds and disputes, both when they arrive and when the
-grant they reverse arrives later, under the wallet lock, so neither side misses the other."""
+grant they reverse arrives later, under the wallet lock, so neither side misses the other.
+
+Mutations call the same functions on what Stripe answered them (write-through), so a paid
+invoice or payment is credited at once even when its webhooks never come."""
 
 from datetime import datetime
 
@@ -31,6 +34,36 @@ from services.stripe.client import StripeApi
 from services.webhooks import sync
 
 DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.closed")
+
+
+# Who a ledger entry made from a mutation's own answer is from (webhooks: `stripe:<evt_…>`).
+WRITE_THROUGH_ACTOR = "stripe:write-through"
+
+
+async def credit_sighting(
+    session: AsyncSession,
+    stripe: StripeApi,
+    *,
+    account_id: int,
+    invoice_id: str | None = None,
+    intent_id: str | None = None,
+) -> None:
+    """Grant what a mirrored invoice or one-time payment a mutation just saw is owed, in a
+    transaction of its own; a no-op for one not paid yet or already granted."""
+    async with session.begin():
+        if invoice_id is not None:
+            await grant_for_invoice(
+                session,
+                stripe,
+                account_id=account_id,
+                invoice_id=invoice_id,
+                actor=WRITE_THROUGH_ACTOR,
+                observed_at=sync.fresh_time(),
+            )
+        if intent_id is not None:
+            await grant_for_payment(
+                session, stripe, account_id=account_id, intent_id=intent_id, actor=WRITE_THROUGH_ACTOR
+            )
 
 
 def grant_key(source: str) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
 from db.models import Invoice, InvoiceStatus
-from services import audit, idempotency, mirror, payment_methods, subscriptions
+from services import audit, credit_sources, idempotency, mirror, payment_methods, subscriptions
 from services.audit import Actor
 from services.errors import DomainError, ErrorCode, NotFound
 from services.pagination import Page, paginate, paginate_each
@@ -239,3 +239,6 @@ async def _mirror(
                 },
                 request_id=actor.request_id,
             )
+    await credit_sources.credit_sighting(
+        session, stripe, account_id=account_id, invoice_id=data["id"]
+    )

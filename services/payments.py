@@ -12,6 +12,7 @@ from db.database import Database
 from db.models import PaymentStatus, PaymentTransaction
 from services import (
     audit,
+    credit_sources,
     customers,
     idempotency,
     mirror,
@@ -185,6 +186,9 @@ async def _charge(
     row_id = await _record(
         session=session, intent=intent.to_dict(), account_id=account_id, actor=actor
     )
+    await credit_sources.credit_sighting(
+        session, stripe, account_id=account_id, intent_id=intent.id
+    )
     status = PaymentStatus(intent.status)
     return {
         "transaction_id": row_id,
@@ -319,6 +323,14 @@ async def _refund(
         intent = await stripe.retrieve_payment(row.stripe_payment_intent_id)
         await mirror.upsert_transaction(
             session, intent.to_dict(), row.account_id, observed_at=datetime.now(UTC)
+        )
+        # The refund's reversal at once, keyed as the webhooks' (refund:<re_…>).
+        await credit_sources.settle_reversals(
+            session,
+            stripe,
+            account_id=row.account_id,
+            intent_id=row.stripe_payment_intent_id,
+            actor=credit_sources.WRITE_THROUGH_ACTOR,
         )
         if refused is None:
             audit.record(

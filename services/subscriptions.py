@@ -14,7 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
 from db.models import PaymentStatus, PaymentTransaction, Plan, Subscription, SubscriptionStatus
-from services import audit, catalog, customers, idempotency, mirror, payment_methods, payments
+from services import (
+    audit,
+    catalog,
+    credit_sources,
+    customers,
+    idempotency,
+    mirror,
+    payment_methods,
+    payments,
+)
 from services.audit import Actor
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound, about_field
 from services.pagination import Page, paginate, paginate_each
@@ -175,6 +184,9 @@ async def write_through(
     if isinstance(invoice, dict):
         await payments.write_through_invoice_payments(
             session=session, stripe=stripe, invoice=invoice, account_id=account_id
+        )
+        await credit_sources.credit_sighting(
+            session, stripe, account_id=account_id, invoice_id=invoice["id"]
         )
     return await _load(session, row_id)
 

@@ -245,9 +245,9 @@ async def test_a_one_time_payment_grants_its_rate_and_a_full_refund_reverses_it(
     intent = result["data"]["createPayment"]["transaction"]["stripePaymentIntentId"]
     remote = await api.retrieve_payment(intent)
     customer_id = str(remote.customer)
-    # Only the webhook grants: the mutation's write-through does not.
+    # The mutation's write-through grants at once; its webhooks then find the grant made.
     account_id = await account_of(db, customer_id)
-    assert await ledger(db, account_id) == []
+    assert await ledger(db, account_id) == [("grant", 125, f"grant:{intent}")]
 
     await apply_all(db, api, await events_of(billing, customer_id))
     refunded = await refund(api, intent, None)
