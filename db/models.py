@@ -478,3 +478,19 @@ class ReadChangeTotal(Base):
 
     account_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     changes: Mapped[int]
+
+
+# The one mark so far: Stripe's event list.
+EVENTS_MARK = "stripe_events"
+
+
+class ReconciliationMark(Base):
+    """How far Stripe's event list has been read into the inbox (services/webhooks/reconcile.py):
+    every event created before `listed_through` was listed, so the next pass lists from there,
+    less a safety margin."""
+
+    __tablename__ = "reconciliation_marks"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    listed_through: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

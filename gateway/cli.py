@@ -169,7 +169,7 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
     from services import catalog
     from services.errors import DomainError
     from services.stripe.client import StripeApi
-    from services.webhooks import sync
+    from services.webhooks import reconcile, sync
 
     async def run() -> int:
         database = await open_database(settings)
@@ -177,8 +177,11 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
         try:
             async with database.session() as session:
                 if args.events:
-                    count = await sync.ingest_missing_events(database=database, stripe=stripe)
-                    message = f"stored {count} missing events in the inbox"
+                    passed = await reconcile.reconcile_events(database=database, stripe=stripe)
+                    if passed is None:
+                        print("billing-gateway: another process is reconciling", file=sys.stderr)
+                        return 1
+                    message = f"stored {passed.added} missing events in the inbox"
                 elif args.what == "plans":
                     count = await catalog.sync_plans(session=session, stripe=stripe)
                     message = f"synced {count} prices into plans"

@@ -13,7 +13,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.observability import REQUEST_ID, InboxCount, current_request_id, webhook_inbox_counts
+from services.observability import (
+    REQUEST_ID,
+    InboxCount,
+    current_request_id,
+    reconciliation_mark,
+    webhook_inbox_counts,
+)
 
 log = logging.getLogger("billing_gateway.http")
 
@@ -102,8 +108,11 @@ def metrics_router() -> APIRouter:
         started = time.perf_counter()
         async with request.app.state.database.read_session() as session:
             counts = await webhook_inbox_counts(session=session)
+            reconciled = await reconciliation_mark(session=session)
         inbox = CollectorRegistry(auto_describe=False)
-        inbox.register(InboxCollector(counts, datetime.now(UTC), time.perf_counter() - started))
+        inbox.register(
+            InboxCollector(counts, reconciled, datetime.now(UTC), time.perf_counter() - started)
+        )
         body = generate_latest(REGISTRY) + generate_latest(inbox)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -113,10 +122,17 @@ def metrics_router() -> APIRouter:
 class InboxCollector:
     """The webhook inbox (stripe_events) as counted at scrape time: events by type and status
     (received = all of a type; processed, skipped, failed, pending) and the inbox lag by type
-    (age of the oldest pending event)."""
+    (age of the oldest pending event), and how far reconciliation has read Stripe's events."""
 
-    def __init__(self, counts: list[InboxCount], now: datetime, query_seconds: float) -> None:
+    def __init__(
+        self,
+        counts: list[InboxCount],
+        reconciled: datetime | None,
+        now: datetime,
+        query_seconds: float,
+    ) -> None:
         self.counts = counts
+        self.reconciled = reconciled
         self.now = now
         self.query_seconds = query_seconds
 
@@ -148,4 +164,11 @@ class InboxCollector:
             "billing_webhook_inbox_scrape_seconds", "Time taken to count the inbox for this scrape"
         )
         scrape.add_metric([], self.query_seconds)
-        yield from (events, lag, scrape)
+        reconcile_lag = GaugeMetricFamily(
+            "billing_reconcile_lag_seconds",
+            "Age of reconciliation's mark: events created since then are not yet known to be in "
+            "the inbox unless delivered (absent before the first pass)",
+        )
+        if self.reconciled is not None:
+            reconcile_lag.add_metric([], max((self.now - self.reconciled).total_seconds(), 0.0))
+        yield from (events, lag, scrape, reconcile_lag)

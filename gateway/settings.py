@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     webhook_worker_concurrency: int = 16
     # `serve` runs a worker in the process unless workers run as `billing-gateway worker`.
     webhook_worker_in_process: bool = True
+    # Workers list Stripe's events this often (and at start) and store what was never
+    # delivered (services/webhooks/reconcile.py); 0 turns it off.
+    reconcile_interval_seconds: float = 300.0
     # Live updates: how many updates a websocket subscriber may leave unread before it is
     # closed as too slow.
     live_queue_size: int = 64
@@ -137,6 +140,8 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "WEBHOOK_POLL_SECONDS must be positive, WEBHOOK_RETRY_BASE_SECONDS not negative"
             )
+        if self.reconcile_interval_seconds < 0:
+            raise ConfigurationError("RECONCILE_INTERVAL_SECONDS must not be negative")
         if self.live_queue_size < 1:
             raise ConfigurationError("LIVE_QUEUE_SIZE must be at least 1")
         for name, value in (

@@ -116,9 +116,15 @@ async def _upsert(
                 session, UPDATE_KINDS[model], account_id=values["account_id"], row_id=row_id
             )
         return row_id, True
-    existing = await mirrored(session, model, key, values[key])
+    # Not every mirrored table has an owner (plans): read the id alone.
+    existing = await driver.fetchval(_row_id_sql(table.name, key), values[key])
     assert existing is not None, "a conflicting row exists"
-    return existing.id, False
+    return existing, False
+
+
+@cache
+def _row_id_sql(table: str, key: str) -> str:
+    return f"SELECT id FROM {table} WHERE {key} = $1"
 
 
 ACCOUNT_ID_OF_CUSTOMER = "SELECT id FROM accounts WHERE stripe_customer_id = $1"

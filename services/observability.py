@@ -15,7 +15,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import StripeEvent, WebhookEventStatus
+from db.models import EVENTS_MARK, ReconciliationMark, StripeEvent, WebhookEventStatus
 
 # Set per HTTP request by gateway/observability.py; read by logs, errors and the context.
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -49,6 +49,15 @@ STRIPE_DURATION = Histogram(
     ["operation"],
     buckets=LATENCY_BUCKETS,
 )
+RECONCILE_RUNS = Counter(
+    "billing_reconcile_runs",
+    "Reconciliation passes over Stripe's event list, by outcome (ok, busy: another process "
+    "held the lock, failed)",
+    ["outcome"],
+)
+RECONCILE_EVENTS_FOUND = Counter(
+    "billing_reconcile_events_found", "Events Stripe had that the inbox lacked, stored by a pass"
+)
 WEBSOCKET_CONNECTIONS = Gauge("billing_websocket_connections", "Open websocket connections")
 
 
@@ -70,3 +79,10 @@ async def webhook_inbox_counts(*, session: AsyncSession) -> list[InboxCount]:
         .order_by(StripeEvent.type, StripeEvent.status)
     )
     return [InboxCount(*row) for row in await session.execute(query)]
+
+
+async def reconciliation_mark(*, session: AsyncSession) -> datetime | None:
+    """How far Stripe's event list has been read into the inbox (None before any pass)."""
+    return await session.scalar(
+        select(ReconciliationMark.listed_through).where(ReconciliationMark.name == EVENTS_MARK)
+    )

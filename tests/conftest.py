@@ -96,6 +96,9 @@ def settings(stripe_sandbox: SandboxServer) -> Settings:
         database_url=None,
         billing_data_dir=REPO_ROOT / ".billing",
         stripe_api_base=stripe_sandbox.url,
+        # The session's sandbox holds every test's events: reconciliation is tested on its own
+        # (tests/webhooks/test_reconcile.py), never a side effect of starting a worker.
+        reconcile_interval_seconds=0,
     )
 
 

@@ -24,6 +24,7 @@ TABLES = {
     "audit_log",
     "read_changes",
     "read_change_totals",
+    "reconciliation_marks",
 }
 
 

@@ -1,21 +1,20 @@
 """Re-reading Stripe into the mirror: the handlers' fallback when an event is ambiguous or
-refers to something the mirror lacks, a whole account's resync, and the inbox's catch-up.
+refers to something the mirror lacks, and a whole account's resync (the inbox's catch-up is
+services/webhooks/reconcile.py).
 
 Everything here reads Stripe (never writes) and upserts with `observed_at` taken *before*
 the read, so a re-read is never stamped newer than the state it saw."""
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database, driver_of
-from db.models import Account, StripeEvent
+from db.models import Account
 from services import mirror
 from services.stripe.client import StripeApi
-from services.webhooks import inbox
 
 StripeDict = dict[str, Any]
 
@@ -211,27 +210,3 @@ async def resync_accounts(
         async with database.session() as session, session.begin():
             done += await resync_account(session=session, stripe=stripe, account_id=account_id)
     return done
-
-
-# --- recovery: billing-gateway sync --events -------------------------------------------------
-
-
-async def ingest_missing_events(
-    *, database: Database, stripe: StripeApi, since: datetime | None = None
-) -> int:
-    """Store in the inbox every Stripe event created since the newest one stored (or `since`)
-    that is not there yet, oldest first; the number added. Duplicates are ignored.
-
-    Lists from the newest stored event's second itself: others of that second may be missing."""
-    if since is None:
-        async with database.session() as session:
-            since = await session.scalar(select(func.max(StripeEvent.stripe_created_at)))
-    created_gte = int(since.timestamp()) if since is not None else None
-    events = await stripe.list_events(created_gte=created_gte)
-    added = 0
-    for event in reversed(events):  # Stripe lists newest first
-        added += await inbox.store_event(database=database, event=event, payload=json.dumps(event))
-    if added:
-        async with database.session() as session, session.begin():
-            await inbox.notify_workers(session)
-    return added

@@ -14,12 +14,14 @@ from db.database import Database
 from gateway.settings import Settings
 from services import response_cache
 from services.stripe.client import StripeApi
-from services.webhooks import inbox
+from services.webhooks import inbox, reconcile
 from services.webhooks.inbox import RetryPolicy
 
 log = logging.getLogger("billing_gateway.webhooks.worker")
 
 FOLD_READ_CHANGES_SECONDS = 300.0
+# A failed reconciliation pass is tried again this soon (or at the interval, if shorter).
+RECONCILE_RETRY_SECONDS = 30.0
 
 
 class WebhookWorker:
@@ -37,6 +39,7 @@ class WebhookWorker:
         poll_seconds: float = 2.0,
         concurrency: int = 4,
         listen: bool = True,
+        reconcile_seconds: float = 0.0,
     ) -> None:
         self.database = database
         self.concurrency = concurrency
@@ -44,6 +47,7 @@ class WebhookWorker:
         self.policy = policy
         self.poll_seconds = poll_seconds
         self.listen = listen
+        self.reconcile_seconds = reconcile_seconds  # 0: no reconciliation passes
         self._idle: deque[asyncio.Future[None]] = deque()  # claim loops waiting for work
         self._missed_wake = False  # a NOTIFY came while no loop was waiting
         self._listener: AsyncConnection | None = None
@@ -69,10 +73,24 @@ class WebhookWorker:
         try:
             async with asyncio.TaskGroup() as loops:
                 loops.create_task(self._keep_listening())
+                if self.reconcile_seconds > 0:
+                    loops.create_task(self._keep_reconciling())
                 for _ in range(self.concurrency):
                     loops.create_task(self._claim_loop())
         finally:
             await self._stop_listening()
+
+    async def _keep_reconciling(self) -> None:
+        """A reconciliation pass now, then every `reconcile_seconds`; sooner after a failure
+        (Stripe unreachable or rate limiting), whose stretch the next pass lists again."""
+        while True:
+            delay = self.reconcile_seconds
+            try:
+                await reconcile.reconcile_events(database=self.database, stripe=self.stripe)
+            except Exception:
+                log.warning("reconciliation with Stripe's events failed", exc_info=True)
+                delay = min(delay, RECONCILE_RETRY_SECONDS)
+            await asyncio.sleep(delay)
 
     async def drain(self) -> int:
         """Apply every due event, then return; how many were settled or retried."""
@@ -189,4 +207,5 @@ def worker_for(*, database: Database, stripe: StripeApi, settings: Settings) -> 
         policy=policy,
         poll_seconds=settings.webhook_poll_seconds,
         concurrency=settings.webhook_worker_concurrency,
+        reconcile_seconds=settings.reconcile_interval_seconds,
     )
