@@ -165,10 +165,11 @@ async def _start_sandbox(settings: Settings):
     from sandbox.demo import start_demo_sandbox
 
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    settings.billing_data_dir.mkdir(parents=True, exist_ok=True)
     sandbox = await start_demo_sandbox(
         webhook_url=f"http://{host}:{settings.port}/webhooks/stripe",
         webhook_secret=settings.webhook_secrets[0],
-        state_file=settings.billing_data_dir / "sandbox-state.json",
+        data_dir=settings.billing_data_dir,
     )
     log.warning("OFFLINE STRIPE SANDBOX at %s: no real money moves", sandbox.url)
     print(f"  Stripe:   OFFLINE SANDBOX at {sandbox.url} (no real money moves)", flush=True)

@@ -92,6 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stripe_api_base(settings: Settings) -> str | None:
+    """Where a command calls Stripe: STRIPE_API_BASE; in sandbox mode, the sandbox `serve`
+    runs (its address recorded under BILLING_DATA_DIR); else Stripe itself."""
+    if settings.stripe_api_base or not settings.uses_sandbox:
+        return settings.stripe_api_base
+    from sandbox.demo import recorded_sandbox_url
+
+    return recorded_sandbox_url(settings.billing_data_dir)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -173,7 +183,7 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> int:
         database = await open_database(settings)
-        stripe = StripeApi(settings, settings.stripe_api_base)
+        stripe = StripeApi(settings, stripe_api_base(settings))
         try:
             async with database.session() as session:
                 if args.events:
@@ -248,7 +258,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> None:
         database = await open_database(settings)
-        stripe = StripeApi(settings, settings.stripe_api_base)
+        stripe = StripeApi(settings, stripe_api_base(settings))
         try:
             await worker_for(database=database, stripe=stripe, settings=settings).run()
         finally:

@@ -14,6 +14,15 @@ from sandbox.store import Store
 # (product, monthly amount in cents, credits a month); yearly prices are ten months' worth
 # of money for twelve months of credits.
 CATALOG = (("Starter", 900, 100), ("Pro", 2900, 1000))
+# Where `serve` records its sandbox's address, for `sync`, `worker` and `events` to reach it.
+SANDBOX_URL_FILE = "sandbox-url"
+
+
+def recorded_sandbox_url(data_dir: Path) -> str | None:
+    """The address `serve` last gave its sandbox under `data_dir`, if any."""
+    path = data_dir / SANDBOX_URL_FILE
+    url = path.read_text().strip() if path.is_file() else ""
+    return url if url.startswith("http://127.0.0.1:") else None
 
 
 @asynccontextmanager
@@ -29,10 +38,19 @@ async def sdk_client(base_url: str) -> AsyncIterator[stripe.StripeClient]:
 
 
 async def start_demo_sandbox(
-    *, webhook_url: str, webhook_secret: str, state_file: Path | None = None, port: int = 0
+    *, webhook_url: str, webhook_secret: str, data_dir: Path
 ) -> SandboxServer:
+    """The sandbox on the port it had last time (so its address survives a restart), with its
+    state under `data_dir`; the address is recorded there for the other commands."""
     store = Store(webhook_secret=webhook_secret)
-    server = await SandboxServer(port=port, store=store, state_file=state_file).start()
+    state_file = data_dir / "sandbox-state.json"
+    previous = recorded_sandbox_url(data_dir)
+    port = int(previous.rsplit(":", 1)[1]) if previous else 0
+    try:
+        server = await SandboxServer(port=port, store=store, state_file=state_file).start()
+    except OSError:  # taken by now: any free port
+        server = await SandboxServer(port=0, store=store, state_file=state_file).start()
+    (data_dir / SANDBOX_URL_FILE).write_text(server.url)
     async with sdk_client(server.url) as client:
         await ensure_webhook_endpoint(client, webhook_url)
         await seed_catalog(client)

@@ -305,3 +305,34 @@ async def test_credits_verify_exits_non_zero_listing_each_wallet_off_its_ledger(
 def test_the_worker_command_refuses_a_concurrency_below_one():
     result = run("worker", "--concurrency", "0", env={"BILLING_ENV": "test"})
     assert result.returncode != 0 and "--concurrency" in result.stderr
+
+
+async def test_commands_reach_the_sandbox_serve_runs_and_it_keeps_its_address(
+    scratch_database_url, tmp_path
+):
+    env = {
+        "DATABASE_URL": scratch_database_url.render_as_string(hide_password=False),
+        "BILLING_DATA_DIR": str(tmp_path),
+    }
+    addresses = []
+    for _ in range(2):  # serve, and serve again after a stop
+        port = free_port()
+        process = subprocess.Popen(
+            [COMMAND, "serve", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ | env,
+        )
+        try:
+            await wait_until_ready(f"http://127.0.0.1:{port}/readyz", process)
+            addresses.append((tmp_path / "sandbox-url").read_text())
+            synced = await asyncio.to_thread(run, "sync", "--events", env=env)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output
+        assert synced.returncode == 0, synced.stderr
+        assert synced.stdout.startswith("stored ") and "missing events" in synced.stdout
+        assert f"OFFLINE SANDBOX at {addresses[-1]}" in output
+    assert addresses[0] == addresses[1] and addresses[0].startswith("http://127.0.0.1:")
