@@ -14,7 +14,9 @@ from gql.transport.websockets import WebsocketsTransport
 from tests.clients.support import PATIENCE_SECONDS, new_user
 from tests.served import ServedGateway
 
-BILLING_UPDATES = gql("subscription { billingUpdates { kind occurredAt subscription { id status } } }")
+BILLING_UPDATES = gql(
+    "subscription { billingUpdates { kind occurredAt subscription { id status } } }"
+)
 PROTOCOLS = [WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL, WebsocketsTransport.APOLLO_SUBPROTOCOL]
 
 
@@ -88,7 +90,8 @@ async def test_gql_runs_a_mutation_over_http(gateway: ServedGateway):
     payload = result["attachPaymentMethod"]
     assert payload["userErrors"] == []
     assert payload["paymentMethod"]["isDefault"] is True
-    assert (payload["paymentMethod"]["brand"], payload["paymentMethod"]["last4"]) == ("visa", "4242")
+    method = payload["paymentMethod"]
+    assert (method["brand"], method["last4"]) == ("visa", "4242")
     assert methods["viewer"]["paymentMethods"] == [{"id": payload["paymentMethod"]["id"]}]
 
 

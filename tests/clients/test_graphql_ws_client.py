@@ -33,7 +33,8 @@ async def test_the_client_receives_the_customers_billing_updates(gateway: Served
 
 
 async def test_the_client_sees_only_its_own_customers_updates(gateway: ServedGateway):
-    watcher, buyer = await gateway.token(new_user("watcher")), await gateway.token(new_user("buyer"))
+    watcher = await gateway.token(new_user("watcher"))
+    buyer = await gateway.token(new_user("buyer"))
     await gateway.execute("{ viewer { customer { id } } }", token=watcher)
 
     async with node_subscriber(gateway.ws_url, watcher) as others:
@@ -74,7 +75,9 @@ async def test_an_operation_name_that_is_not_a_string_closes_with_4400_in_text_f
 ):
     token = await gateway.token(new_user("raw"))
     async with websockets.connect(
-        gateway.ws_url, subprotocols=[protocol], open_timeout=PATIENCE_SECONDS  # type: ignore[list-item]
+        gateway.ws_url,
+        subprotocols=[protocol],  # type: ignore[list-item]
+        open_timeout=PATIENCE_SECONDS,
     ) as connection:
         await connection.send(
             json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
@@ -82,7 +85,8 @@ async def test_an_operation_name_that_is_not_a_string_closes_with_4400_in_text_f
         ack = await connection.recv()
         # Both protocols are JSON text frames; lenient libraries also take bytes, clients do not.
         assert isinstance(ack, str) and json.loads(ack)["type"] == "connection_ack", ack
-        payload = {"query": "subscription Q { billingUpdates { kind } }", "operationName": operation_name}
+        query = "subscription Q { billingUpdates { kind } }"
+        payload = {"query": query, "operationName": operation_name}
         await connection.send(json.dumps({"id": "1", "type": start, "payload": payload}))
         frames = await _frames_until_closed(connection)
 
@@ -94,7 +98,10 @@ async def test_an_operation_name_that_is_not_a_string_closes_with_4400_in_text_f
 async def test_every_frame_of_a_live_subscription_is_text(gateway: ServedGateway, protocol, start):
     token = await gateway.token(new_user("frames"))
     await gateway.execute("{ viewer { customer { id } } }", token=token)
-    async with websockets.connect(gateway.ws_url, subprotocols=[protocol]) as connection:  # type: ignore[list-item]
+    async with websockets.connect(
+        gateway.ws_url,
+        subprotocols=[protocol],  # type: ignore[list-item]
+    ) as connection:
         await connection.send(
             json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
         )

@@ -46,7 +46,9 @@ async def test_no_audit_request_answers_5xx(audit):
 async def _post(gateway: ServedGateway, body: str, accept: str) -> httpx.Response:
     async with httpx.AsyncClient() as client:
         return await client.post(
-            gateway.url, content=body, headers={"content-type": "application/json", "accept": accept}
+            gateway.url,
+            content=body,
+            headers={"content-type": "application/json", "accept": accept},
         )
 
 
@@ -103,7 +105,10 @@ async def test_malformed_variables_in_a_get_are_a_request_error(gateway):
 
 async def test_a_variable_of_the_wrong_type_is_a_request_error_in_graphql_response_json(gateway):
     body = json.dumps(
-        {"query": "query ($name: String!) { __type(name: $name) { name } }", "variables": {"name": 7}}
+        {
+            "query": "query ($name: String!) { __type(name: $name) { name } }",
+            "variables": {"name": 7},
+        }
     )
     message = _request_error(await _post(gateway, body, GRAPHQL_RESPONSE), GRAPHQL_RESPONSE)
     assert "$name" in message
