@@ -1,5 +1,5 @@
-"""create_app(): the HTTP process: /graphql, /webhooks/stripe, /invoices/{id}/pdf, /metrics,
-/healthz and /readyz."""
+"""create_app(): the HTTP process: /graphql, /webhooks/stripe, /invoices/{id}/pdf, /app (the
+reference billing app), /metrics, /healthz and /readyz."""
 
 import asyncio
 import gc
@@ -20,6 +20,7 @@ from gateway.invoices import invoice_pdf_router
 from gateway.live_ws import GatewayRouter
 from gateway.observability import RequestIdMiddleware, metrics_router
 from gateway.settings import Settings
+from gateway.web_app import mount_web_app
 from gateway.webhooks import WebhookRoute, webhook_endpoint
 from resolvers.context import context_getter
 from schema.limits import CostBudgets
@@ -139,6 +140,7 @@ def create_app(
     app.add_middleware(WebhookRoute, endpoint=webhook_endpoint(settings))
     if not settings.is_production:
         mount_graphiql_assets(app)
+    mount_web_app(app, settings)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -150,6 +150,7 @@ def _banner(settings: Settings, host: str, port: int) -> str:
         "",
         f"  billing-gateway ({settings.billing_env.value})",
         f"  GraphQL:  {url}" + ("" if settings.is_production else "  (GraphiQL in a browser)"),
+        f"  App:      http://{host}:{port}/app/  (the reference billing app)",
         "  Token:    billing-gateway token --user alice [--admin]",
         "            then send the header  Authorization: Bearer <token>",
     ]

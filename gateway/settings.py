@@ -13,6 +13,8 @@ DEVELOPMENT_JWT_SECRET = "billing-gateway-development-secret-change-me"
 SANDBOX_WEBHOOK_SECRET = "whsec_billing_gateway_sandbox"
 SANDBOX_PUBLISHABLE_KEY = "pk_test_billing_gateway_sandbox"
 SANDBOX_API_KEY = "sk_test_billing_gateway_sandbox"
+# The sandbox's stand-in for the part of Stripe.js a billing page calls.
+SANDBOX_STRIPE_JS_PATH = "/_sandbox/stripe.js"
 MIN_PRODUCTION_SECRET_BYTES = 32
 # The reference app's Vite dev server (web/), allowed cross-origin in development.
 DEVELOPMENT_ORIGINS = ["http://localhost:5173", "http://127.0.0.1:5173"]

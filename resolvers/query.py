@@ -26,7 +26,9 @@ class Query:
     def billing_config(self, info: strawberry.Info) -> BillingConfig:
         settings = info.context.settings
         return BillingConfig(
-            publishable_key=settings.publishable_key, sandbox=settings.uses_sandbox
+            publishable_key=settings.publishable_key,
+            sandbox=settings.uses_sandbox,
+            stripe_js_url=info.context.stripe.stripe_js_url,
         )
 
     @strawberry.field(description="Public: the plans for sale.")

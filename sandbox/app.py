@@ -26,6 +26,7 @@ from sandbox.registry import HANDLERS, Call
 from sandbox.resources.common import one_of
 from sandbox.spec import API_VERSION, find_endpoint
 from sandbox.store import RequestInfo, Store
+from sandbox.stripe_js import browser_mount
 
 log = logging.getLogger("billing_gateway.sandbox")
 
@@ -95,9 +96,9 @@ def create_sandbox_app(
         Route("/_sandbox/clock/advance", _action(store, _advance_clock), methods=["POST"]),
         Route("/_sandbox/billing_settings", _action(store, _billing_settings), methods=["POST"]),
     ]
-    routes += [
-        Route(path, _action(store, action), methods=["POST"]) for path, action in BROWSER_ROUTES
-    ]
+    routes.append(
+        browser_mount([(path, _action(store, action)) for path, action in BROWSER_ROUTES])
+    )
     routes.append(Route("/{path:path}", api, methods=["GET", "POST", "DELETE"]))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.store = store

@@ -31,6 +31,9 @@ class BillingConfig:
     sandbox: bool = strawberry.field(
         description="True when the gateway talks to the offline sandbox instead of Stripe."
     )
+    stripe_js_url: str = strawberry.field(
+        description="Where a page loads Stripe.js from: Stripe's, or the sandbox's stand-in."
+    )
 
 
 @strawberry.type

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import aiohttp
 import stripe
 
-from gateway.settings import SANDBOX_API_KEY, Settings
+from gateway.settings import SANDBOX_API_KEY, SANDBOX_STRIPE_JS_PATH, Settings
 from services.observability import STRIPE_CALLS, STRIPE_DURATION
 from services.stripe.errors import translated_errors
 
@@ -26,6 +26,7 @@ SUBSCRIPTION_EXPAND = ["latest_invoice.confirmation_secret", "latest_invoice.pay
 # Where calls go when there is neither a key nor a sandbox: nowhere (the discard port), so
 # the sandbox's key is never sent to real Stripe and calls fail as STRIPE_UNAVAILABLE.
 NOWHERE = "http://127.0.0.1:9"
+STRIPE_JS_URL = "https://js.stripe.com/v3/"
 
 
 class StripeApi:
@@ -43,6 +44,9 @@ class StripeApi:
             max_network_retries=NETWORK_RETRIES,
         )
         self.v1 = self._client.v1
+        self.stripe_js_url = (
+            STRIPE_JS_URL if key is not None else f"{api_base}{SANDBOX_STRIPE_JS_PATH}"
+        )
 
     async def close(self) -> None:
         """Close its connections; the client is not used after."""

@@ -1,5 +1,6 @@
-"""Running the Node clients of tests/clients against a served gateway: one-shot scripts that
-print one JSON document, and subscribe.mjs, read line by line while the test acts."""
+"""Running the real clients of tests/clients against a served gateway: Debian's Chromium under
+Playwright; the Node scripts, one-shot ones that print one JSON document, and subscribe.mjs,
+read line by line while the test acts."""
 
 import asyncio
 import contextlib
@@ -10,7 +11,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from playwright.async_api import Browser, async_playwright
+
 CLIENTS_DIR = Path(__file__).resolve().parent
+# Debian's chromium (tests/clients/install), never a browser Playwright downloads.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # A guard against a hung client, never a measure of speed.
 PATIENCE_SECONDS = 60.0
 
@@ -20,6 +35,16 @@ _users = itertools.count(1)
 def new_user(prefix: str) -> str:
     """A user id no other test of the module signs in as."""
     return f"{prefix}-{next(_users)}"
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 def node() -> str:

@@ -15,22 +15,11 @@ import httpx
 import pytest
 import pytest_asyncio
 import websockets
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
-from tests.clients.support import CLIENTS_DIR, PATIENCE_SECONDS, new_user
+from tests.clients.support import CLIENTS_DIR, PATIENCE_SECONDS, chromium, new_user
 from tests.served import ServedGateway, served
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGE = (CLIENTS_DIR / "page.html").read_bytes()
 
 
@@ -76,10 +65,8 @@ async def gateway(origins: tuple[str, str]) -> AsyncIterator[ServedGateway]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    async with chromium() as launched:
         yield launched
-        await launched.close()
 
 
 @pytest_asyncio.fixture
@@ -189,7 +176,9 @@ async def test_an_answer_to_the_allowed_origin_names_it(gateway, origins):
 async def _acknowledged(gateway: ServedGateway, **connect: Any) -> dict[str, Any]:
     token = await gateway.token(new_user("handshake"))
     async with websockets.connect(
-        gateway.ws_url, subprotocols=["graphql-transport-ws"], **connect  # type: ignore[list-item]
+        gateway.ws_url,
+        subprotocols=["graphql-transport-ws"],
+        **connect,  # type: ignore[list-item]
     ) as connection:
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
         await connection.send(json.dumps(init))
