@@ -299,7 +299,7 @@ async def measure(kind: str, url: str, args: Any, settings: Settings | None) -> 
         process.terminate()
         process.wait()
     from_sent = [delay for round_delays, _ in rounds for delay in round_delays]
-    # The measure: from the webhook being accepted (its 200 back at the client).
+    # The measure that matters to a dashboard: from the webhook being accepted (its 200 back at the client).
     from_accept = [delay - accept for round_delays, accept in rounds for delay in round_delays]
     last_arrivals = [max(round_delays) - accept for round_delays, accept in rounds]
     first_arrivals = [min(round_delays) - accept for round_delays, accept in rounds]

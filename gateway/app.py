@@ -116,7 +116,7 @@ def create_app(
     app.include_router(graphql, prefix="/graphql")
     app.state.shared_streams = graphql.shared_streams
     app.include_router(invoice_pdf_router(settings, verifier))
-    app.include_router(metrics_router())
+    app.include_router(metrics_router(settings))
     # Inside the request-id layer: a cached answer has its id header and log line too.
     app.add_middleware(
         CachedQueryRoute,
@@ -173,7 +173,6 @@ async def _start_sandbox(settings: Settings):
         webhook_secret=settings.webhook_secrets[0],
         data_dir=settings.billing_data_dir,
     )
-    log.warning("OFFLINE STRIPE SANDBOX at %s: no real money moves", sandbox.url)
     print(f"  Stripe:   OFFLINE SANDBOX at {sandbox.url} (no real money moves)", flush=True)
     return sandbox
 

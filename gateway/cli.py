@@ -17,6 +17,7 @@ from db.database import Database, open_database
 from db.embedded import DatabaseStartError
 from db.models import WebhookEventStatus
 from gateway.auth import AuthError, mint_token
+from gateway.logs import configure_logging
 from gateway.settings import ConfigurationError, Settings
 
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings()
+        configure_logging(settings)
         return args.run(settings, args)
     except (ConfigurationError, DatabaseStartError, AuthError) as exc:
         print(f"billing-gateway: {exc}", file=sys.stderr)
@@ -107,7 +109,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.live_ws import WS_PER_MESSAGE_DEFLATE
-    from gateway.observability import logging_config
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -123,12 +124,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         sync_catalog=True,
         start_worker=settings.webhook_worker_in_process,
     )
-    # JSON log lines with the request id; the middleware logs each request, with its id.
+    # Logging is configured already (main); the middleware logs each request, with its id.
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        log_config=logging_config("INFO"),
+        log_config=None,
         access_log=False,
         ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
     )
@@ -227,7 +228,7 @@ def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
         f"{SANDBOX_API_KEY}\n",
         flush=True,
     )
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info")
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_config=None)
     return 0
 
 

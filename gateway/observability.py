@@ -1,6 +1,6 @@
-"""JSON logs carrying the request id, the X-Request-Id header, and Prometheus /metrics."""
+"""The request id (X-Request-Id, in every log line) and Prometheus /metrics."""
 
-import json
+import hmac
 import logging
 import re
 import time
@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.settings import Settings
 from services.observability import (
     REQUEST_ID,
     InboxCount,
@@ -25,38 +26,6 @@ log = logging.getLogger("billing_gateway.http")
 
 # A caller's own id is kept (it ties their logs to ours) when it cannot smuggle anything.
 CALLER_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id, exception."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": REQUEST_ID.get(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def logging_config(level: str = "INFO") -> dict[str, Any]:
-    """A dictConfig for the process and uvicorn's loggers: JSON lines on stderr."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {"json": handler},
-        "root": {"handlers": ["json"], "level": level},
-        "loggers": {
-            name: {"handlers": [], "level": level, "propagate": True}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
-        },
-    }
 
 
 class RequestIdMiddleware:
@@ -99,12 +68,20 @@ def _caller_request_id(scope: Scope) -> str | None:
     return None
 
 
-def metrics_router() -> APIRouter:
-    """/metrics: the process's counters, and the webhook inbox as the database has it now."""
+def metrics_router(settings: Settings) -> APIRouter:
+    """/metrics: the process's counters, and the webhook inbox as the database has it now;
+    with METRICS_TOKEN set, only to a scraper that sends it as its bearer token."""
     router = APIRouter()
+    expected = settings.metrics_token.get_secret_value() if settings.metrics_token else None
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
+        if expected is not None and not _bears(request, expected):
+            return Response(
+                "a bearer token (METRICS_TOKEN) is required\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         started = time.perf_counter()
         async with request.app.state.database.read_session() as session:
             counts = await webhook_inbox_counts(session=session)
@@ -117,6 +94,11 @@ def metrics_router() -> APIRouter:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def _bears(request: Request, expected: str) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected)
 
 
 class InboxCollector:

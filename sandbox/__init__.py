@@ -1,1 +1,2 @@
-"""The offline Stripe server: not built yet (issue 3); until then there is no sandbox to call."""
+"""The offline Stripe: a stateful HTTP server speaking Stripe's v1 API (app.py), its resources,
+webhook deliveries and clocks, run by `serve` without a key (demo.py) or on its own."""

@@ -58,6 +58,12 @@ RECONCILE_RUNS = Counter(
 RECONCILE_EVENTS_FOUND = Counter(
     "billing_reconcile_events_found", "Events Stripe had that the inbox lacked, stored by a pass"
 )
+SUBSCRIPTION_CREATIONS = Counter(
+    "billing_subscription_creations",
+    "createSubscription attempts, by outcome: created, requires_action (3-D Secure), the "
+    "user error's code in lower case (card_declined, ...), or error (unexpected)",
+    ["outcome"],
+)
 WEBSOCKET_CONNECTIONS = Gauge("billing_websocket_connections", "Open websocket connections")
 
 

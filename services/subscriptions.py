@@ -26,6 +26,7 @@ from services import (
 )
 from services.audit import Actor
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound, about_field
+from services.observability import SUBSCRIPTION_CREATIONS
 from services.pagination import Page, paginate, paginate_each
 from services.stripe.client import StripeApi
 
@@ -277,6 +278,23 @@ async def create(
 ) -> Started:
     """Subscribe the account to a plan: charged at once with the given (or the default)
     payment method, else left for Stripe.js to confirm; at most one live subscription."""
+    outcome = "error"
+    try:
+        started = await _create(
+            database=database, stripe=stripe, account_id=account_id, order=order, actor=actor
+        )
+        outcome = "requires_action" if started.client_secret else "created"
+        return started
+    except DomainError as error:
+        outcome = error.code.value.lower()
+        raise
+    finally:
+        SUBSCRIPTION_CREATIONS.labels(outcome=outcome).inc()
+
+
+async def _create(
+    *, database: Database, stripe: StripeApi, account_id: int, order: Order, actor: Actor
+) -> Started:
     _check_input(order.quantity, order.idempotency_key)
     method = order.payment_method_id
     if method is not None:

@@ -11,7 +11,7 @@ from db.database import Database
 from db.migrate import upgrade
 from db.models import StripeEvent, WebhookEventStatus
 from gateway.app import create_app
-from gateway.observability import JsonFormatter
+from gateway.logs import JsonFormatter
 from tests import factories
 from tests.conftest import Billing, create_scratch_database, drop_database
 from tests.test_readiness import client_for

@@ -94,7 +94,7 @@ async def test_three_d_secure_payment_settles_live(served, billing, token_for):
         # Settled: the subscription completes by itself.
         assert (await status_client.receive())["type"] == "complete"
 
-        # The dashboard sees the payment settle and the credits it bought (issue 6's grant:
+        # The dashboard sees the payment settle and the credits it bought (the payment's grant:
         # 12.50 USD at 10 credits per dollar), in whichever order they commit.
         seen: list[dict] = []
         while not (settled_payment(seen) and credited(seen)):
