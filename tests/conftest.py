@@ -164,3 +164,32 @@ async def graphql(
 
 def error_codes(result: dict[str, Any]) -> list[str]:
     return [error.get("extensions", {}).get("code") for error in result.get("errors", [])]
+
+
+async def _app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    # No lifespan: what these clients ask (pages, assets, public fields) needs no database.
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture
+async def dev_client() -> AsyncIterator[httpx.AsyncClient]:
+    """The development app, without a database."""
+    async for client in _app_client(Settings(billing_env="development")):
+        yield client
+
+
+@pytest.fixture
+async def production_client() -> AsyncIterator[httpx.AsyncClient]:
+    """The production app (real-looking Stripe key and secrets), without a database."""
+    settings = Settings(
+        billing_env="production",
+        database_url="postgresql://u:p@localhost/db",
+        jwt_secret="x" * 40,
+        stripe_api_key="sk_test_123",
+        stripe_publishable_key="pk_test_123",
+        stripe_webhook_secrets="whsec_real_one",
+    )
+    async for client in _app_client(settings):
+        yield client

@@ -2,16 +2,11 @@
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 
 import httpx
-import pytest
-from fastapi import FastAPI
 
-from gateway.app import create_app
 from gateway.graphiql import ASSET_PREFIX
-from gateway.settings import Settings
 
 HTML = {"Accept": "text/html"}
 MIN_ASSET_BYTES = 500
@@ -40,33 +35,6 @@ def asset_refs(html: str) -> list[tuple[str, str, str | None]]:
 
 def sri_sha384(body: bytes) -> str:
     return "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
-
-
-async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    # No lifespan: neither the page nor the assets touch the database.
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
-
-
-@pytest.fixture
-async def dev_client() -> AsyncIterator[httpx.AsyncClient]:
-    async for client in client_for(create_app(Settings(billing_env="development"))):
-        yield client
-
-
-@pytest.fixture
-async def production_client() -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        billing_env="production",
-        database_url="postgresql://u:p@localhost/db",
-        jwt_secret="x" * 40,
-        stripe_api_key="sk_test_123",
-        stripe_publishable_key="pk_test_123",
-        stripe_webhook_secrets="whsec_real_one",
-    )
-    async for client in client_for(create_app(settings)):
-        yield client
 
 
 async def test_graphiql_page_loads_nothing_from_outside(dev_client: httpx.AsyncClient) -> None:

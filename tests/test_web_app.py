@@ -7,42 +7,18 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.settings import Settings
 from gateway.web_app import BUILD_DIR
 from schema.schema import schema_sdl
 from tests.conftest import graphql
-from tests.test_graphiql import client_for
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 VIEWER = "{ viewer { userId } }"
 METRICS = "{ admin { metrics { activeSubscriptions } } }"
-PRODUCTION = {
-    "billing_env": "production",
-    "database_url": "postgresql://u:p@localhost/db",
-    "jwt_secret": "x" * 40,
-    "stripe_api_key": "sk_test_123",
-    "stripe_publishable_key": "pk_test_123",
-    "stripe_webhook_secrets": "whsec_real_one",
-}
-
-
-@pytest.fixture
-async def dev_client() -> AsyncIterator[httpx.AsyncClient]:
-    async for client in client_for(create_app(Settings(billing_env="development"))):
-        yield client
-
-
-@pytest.fixture
-async def production_client() -> AsyncIterator[httpx.AsyncClient]:
-    async for client in client_for(create_app(Settings(**PRODUCTION))):
-        yield client
 
 
 def test_the_apps_schema_is_the_served_one():
