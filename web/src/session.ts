@@ -39,3 +39,10 @@ export async function downloadPdf(url: string, token: string, filename: string):
   link.remove();
   setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
 }
+
+// A fresh idempotency key for one mutation (hex of 16 random bytes; not crypto.randomUUID,
+// which plain-http origins other than localhost lack).
+export function idempotencyKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}

@@ -4,6 +4,7 @@ import { date, dateTime, money, percent } from "../format";
 import type { MoneyFieldsFragment, WebhookEventStatus } from "../gql/graphql";
 import { ADMIN_OVERVIEW, ADMIN_WEBHOOK_EVENTS, REPLAY_WEBHOOK_EVENT } from "../operations";
 import { Failure, Loading, Notice } from "./Status";
+import { useAction } from "./useAction";
 
 const STATUSES: WebhookEventStatus[] = ["PENDING", "PROCESSED", "FAILED", "SKIPPED"];
 
@@ -19,25 +20,17 @@ export function Admin() {
   // Each event as it is received and settles; a new one is listed by re-reading.
   useSubscription(ADMIN_WEBHOOK_EVENTS, { onData: () => void refetch() });
   const [replay] = useMutation(REPLAY_WEBHOOK_EVENT);
-  const [failure, setFailure] = useState<string | null>(null);
-  const [notice, setNotice] = useState<string | null>(null);
+  const { failure, notice, run } = useAction();
 
   if (loading && !data) return <Loading what="the admin overview" />;
   if (error || !data) return <Failure error={error ?? "The admin overview could not be loaded."} />;
   const { metrics, customers, webhookEvents } = data.admin;
 
-  const replayEvent = async (eventId: string) => {
-    setFailure(null);
-    setNotice(null);
-    try {
-      const payload = (await replay({ variables: { input: { eventId } } })).data?.replayWebhookEvent;
-      if (!payload) throw new Error("No answer from the billing API.");
-      if (payload.userErrors.length) setFailure(payload.userErrors.map((e) => e.message).join(" "));
-      else setNotice(`${payload.event?.stripeEventId} replayed: ${payload.event?.status}`);
-    } catch (problem) {
-      setFailure((problem as Error).message);
-    }
-  };
+  const replayEvent = (eventId: string) =>
+    run(
+      async () => (await replay({ variables: { input: { eventId } } })).data?.replayWebhookEvent,
+      (payload) => `${payload.event?.stripeEventId} replayed: ${payload.event?.status}`,
+    );
 
   return (
     <>

@@ -10,9 +10,9 @@ import {
   PAYMENT_HISTORY,
   RESUME_SUBSCRIPTION,
 } from "../operations";
-import { downloadPdf } from "../session";
-import { idempotencyKey } from "./Plans";
+import { downloadPdf, idempotencyKey } from "../session";
 import { Failure, Loading, Notice } from "./Status";
+import { useAction } from "./useAction";
 
 const PAGE_SIZE = 5;
 const CURRENT = ["ACTIVE", "TRIALING", "PAST_DUE", "INCOMPLETE", "UNPAID", "PAUSED"];
@@ -86,25 +86,7 @@ function SubscriptionPanel({ subscription }: { subscription: SubscriptionFieldsF
   const [cancel] = useMutation(CANCEL_SUBSCRIPTION);
   const [resume] = useMutation(RESUME_SUBSCRIPTION);
   const [target, setTarget] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [failure, setFailure] = useState<string | null>(null);
-  const [notice, setNotice] = useState<string | null>(null);
-
-  const run = async (action: () => Promise<{ userErrors: { message: string }[] } | undefined>, done: string) => {
-    setBusy(true);
-    setFailure(null);
-    setNotice(null);
-    try {
-      const payload = await action();
-      if (!payload) throw new Error("No answer from the billing API.");
-      if (payload.userErrors.length) setFailure(payload.userErrors.map((e) => e.message).join(" "));
-      else setNotice(done);
-    } catch (problem) {
-      setFailure((problem as Error).message);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, failure, notice, run } = useAction();
   const subscriptionId = subscription.id;
   const others = (plans.data?.plans ?? []).filter((plan) => plan.id !== subscription.plan.id);
 

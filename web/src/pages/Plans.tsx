@@ -3,6 +3,7 @@ import { useEffect, useRef, useState } from "react";
 import { money } from "../format";
 import type { BillingInterval } from "../gql/graphql";
 import { CONFIG_AND_PLANS, CREATE_SUBSCRIPTION, SUBSCRIPTION_FIELDS } from "../operations";
+import { idempotencyKey } from "../session";
 import { loadStripe, type CardElement, type StripeJs } from "../stripe";
 import { Failure, Loading, Notice } from "./Status";
 
@@ -10,11 +11,6 @@ const INTERVALS: [BillingInterval, string][] = [
   ["MONTH", "Monthly"],
   ["YEAR", "Yearly"],
 ];
-
-export function idempotencyKey(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
 
 function useCard(config: { stripeJsUrl: string; publishableKey: string } | undefined) {
   const host = useRef<HTMLDivElement>(null);
