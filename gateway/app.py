@@ -67,6 +67,8 @@ def create_app(
             if start_sandbox:
                 sandbox = await _start_sandbox(settings)
                 stack.push_async_callback(sandbox.stop)
+                opener = asyncio.create_task(_open_deliveries_when_listening(sandbox, settings))
+                stack.callback(opener.cancel)
                 app.state.stripe = StripeApi(settings, sandbox.url)
             stack.push_async_callback(app.state.stripe.close)
             if sync_catalog:
@@ -166,15 +168,34 @@ def create_app(
 async def _start_sandbox(settings: Settings):
     from sandbox.demo import start_demo_sandbox
 
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     settings.billing_data_dir.mkdir(parents=True, exist_ok=True)
     sandbox = await start_demo_sandbox(
-        webhook_url=f"http://{host}:{settings.port}/webhooks/stripe",
+        webhook_url=f"http://{_loopback(settings)}:{settings.port}/webhooks/stripe",
         webhook_secret=settings.webhook_secrets[0],
         data_dir=settings.billing_data_dir,
     )
     print(f"  Stripe:   OFFLINE SANDBOX at {sandbox.url} (no real money moves)", flush=True)
     return sandbox
+
+
+def _loopback(settings: Settings) -> str:
+    """Where this process is reached from the same machine."""
+    return "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+
+
+async def _open_deliveries_when_listening(sandbox, settings: Settings) -> None:
+    """The sandbox's webhooks come to this process, which listens only once start-up is over:
+    they wait until it accepts a connection (delivering earlier would only fail and retry)."""
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(_loopback(settings), settings.port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        sandbox.deliverer.open()
+        return
 
 
 async def _sync_catalog(database: Database, stripe: StripeApi) -> None:

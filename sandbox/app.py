@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox import resources  # noqa: F401 - registers the handlers
 from sandbox.clocks import advance_sandbox, time_of_request
@@ -36,19 +38,24 @@ def create_sandbox_app(
     *,
     deliverer: Deliverer | None = None,
     state_file: Path | None = None,
+    hold_deliveries: bool = False,
 ) -> Starlette:
+    """The sandbox; with `state_file`, its state persists there (see `Journal`) and every
+    answer waits until the change it reports is on disk. With `hold_deliveries`, webhooks wait
+    for `deliverer.open()` (the receiver is not listening yet)."""
     store = store if store is not None else Store()
     deliverer = deliverer if deliverer is not None else Deliverer(store)
-    if state_file is not None and state_file.exists():
-        store.load(state_file)
+    if state_file is not None:
+        store.open_journal(state_file)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        deliverer.start()
+        deliverer.start(open_now=not hold_deliveries)
         try:
             yield
         finally:
             await deliverer.stop()
+            store.close()
 
     faults: list[Fault] = []
 
@@ -56,29 +63,32 @@ def create_sandbox_app(
         injected = await injected_response(faults, request.method, request.url.path)
         if injected is not None:
             return injected
-        response = await _dispatch(store, request)
-        if state_file is not None and request.method != "GET":
-            store.save(state_file)
-        return response
+        return await _dispatch(store, request)
 
     async def reset(request: Request) -> Response:
         store.reset()
         faults.clear()
-        deliverer.chaos.clear()
         return JSONResponse({"reset": True})
+
+    advance = _action(store, _advance_clock)
+
+    async def advance_clock(request: Request) -> Response:
+        answer = await advance(request)
+        deliverer.wake()  # retries due by the new time are due now
+        return answer
 
     async def chaos(request: Request) -> Response:
         endpoint_id = request.path_params["id"]
         try:
             store.get("webhook_endpoint", endpoint_id)
             if request.method == "DELETE":
-                deliverer.chaos.pop(endpoint_id, None)
+                store.chaos.pop(endpoint_id, None)
                 return JSONResponse({"endpoint": endpoint_id, "chaos": None})
-            settings = Chaos.from_form(decode_form((await request.body()).decode()))
+            settings = Chaos.from_form(decode_form((await request.body()).decode())).settings()
         except StripeError as error:
             return JSONResponse({"error": error.body}, status_code=error.status)
-        deliverer.chaos[endpoint_id] = settings
-        return JSONResponse({"endpoint": endpoint_id, "chaos": settings.settings()})
+        store.chaos[endpoint_id] = settings
+        return JSONResponse({"endpoint": endpoint_id, "chaos": settings})
 
     async def inject_fault(request: Request) -> Response:
         if request.method == "DELETE":
@@ -93,17 +103,42 @@ def create_sandbox_app(
         Route("/_sandbox/reset", reset, methods=["POST"]),
         Route("/_sandbox/faults", inject_fault, methods=["POST", "DELETE"]),
         Route("/_sandbox/webhook_endpoints/{id}/chaos", chaos, methods=["POST", "DELETE"]),
-        Route("/_sandbox/clock/advance", _action(store, _advance_clock), methods=["POST"]),
+        Route("/_sandbox/clock/advance", advance_clock, methods=["POST"]),
         Route("/_sandbox/billing_settings", _action(store, _billing_settings), methods=["POST"]),
     ]
     routes.append(
         browser_mount([(path, _action(store, action)) for path, action in BROWSER_ROUTES])
     )
     routes.append(Route("/{path:path}", api, methods=["GET", "POST", "DELETE"]))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(CommitBeforeAnswering, store=store)],
+    )
     app.state.store = store
     app.state.deliverer = deliverer
     return app
+
+
+class CommitBeforeAnswering:
+    """Persists a request's changes (`Store.commit`) before its answer starts, so whatever a
+    client was told happened (and every delivery it owes) survives a crash."""
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_after_commit(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.store.commit()
+            await send(message)
+
+        await self.app(scope, receive, send_after_commit)
 
 
 def _advance_clock(store: Store, args: dict[str, str], form: dict[str, Any]) -> dict[str, Any]:

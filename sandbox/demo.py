@@ -41,15 +41,18 @@ async def start_demo_sandbox(
     *, webhook_url: str, webhook_secret: str, data_dir: Path
 ) -> SandboxServer:
     """The sandbox on the port it had last time (so its address survives a restart), with its
-    state under `data_dir`; the address is recorded there for the other commands."""
+    state under `data_dir`; the address is recorded there for the other commands. Webhooks
+    wait for `server.deliverer.open()`: the receiver starts listening after this."""
     store = Store(webhook_secret=webhook_secret)
     state_file = data_dir / "sandbox-state.json"
     previous = recorded_sandbox_url(data_dir)
     port = int(previous.rsplit(":", 1)[1]) if previous else 0
+    server = SandboxServer(port=port, store=store, state_file=state_file, hold_deliveries=True)
     try:
-        server = await SandboxServer(port=port, store=store, state_file=state_file).start()
+        await server.start()
     except OSError:  # taken by now: any free port
-        server = await SandboxServer(port=0, store=store, state_file=state_file).start()
+        server.port = 0
+        await server.start()
     (data_dir / SANDBOX_URL_FILE).write_text(server.url)
     async with sdk_client(server.url) as client:
         await ensure_webhook_endpoint(client, webhook_url)

@@ -30,6 +30,8 @@ class SandboxServer:
     store: Store = field(default_factory=Store)
     state_file: Path | None = None
     retry_delays: tuple[float, ...] | None = None
+    # Webhooks wait for `deliverer.open()`: the receiver is not listening yet.
+    hold_deliveries: bool = False
     deliverer: Deliverer | None = None
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
@@ -52,8 +54,14 @@ class SandboxServer:
         self.deliverer = Deliverer(self.store)
         if self.retry_delays is not None:
             self.deliverer.retry_delays = self.retry_delays
-        app = create_sandbox_app(self.store, deliverer=self.deliverer, state_file=self.state_file)
-        config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        app = create_sandbox_app(
+            self.store,
+            deliverer=self.deliverer,
+            state_file=self.state_file,
+            hold_deliveries=self.hold_deliveries,
+        )
+        # log_config=None: uvicorn must not reconfigure the embedding process's logging.
+        config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on")
         self._server = EmbeddedServer(config)
         self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:

@@ -1,4 +1,5 @@
-"""The sandbox's state: every Stripe object as the JSON Stripe would send, kept in memory.
+"""The sandbox's state: every Stripe object as the JSON Stripe would send, kept in memory
+(and, given a state file, on disk through a `Journal`), and the webhook deliveries owed.
 
 Handlers run one at a time on the event loop, so the state needs no locks. Objects are
 built from the key sets of Stripe's published fixtures, so each carries exactly the
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.errors import invalid_request, no_such
+from sandbox.journal import Journal, TrackedDict
 from sandbox.registry import EVENT_HOOKS, StripeObject
 from sandbox.spec import API_VERSION
 
@@ -72,11 +74,15 @@ class RequestInfo:
 @dataclass
 class Store:
     webhook_secret: str | None = None
-    objects: dict[str, StripeObject] = field(default_factory=dict)
+    objects: TrackedDict = field(default_factory=TrackedDict)
     ids_by_type: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     idempotent_responses: dict[str, tuple[str, int, StripeObject]] = field(default_factory=dict)
     # Stripe shows an endpoint's signing secret only when it is created.
-    endpoint_secrets: dict[str, str] = field(default_factory=dict)
+    endpoint_secrets: TrackedDict = field(default_factory=TrackedDict)
+    # Webhook deliveries not yet made or not yet successful, by key (see sandbox.delivery).
+    deliveries: TrackedDict = field(default_factory=TrackedDict)
+    # Each endpoint's chaos settings (see sandbox.delivery.Chaos).
+    chaos: TrackedDict = field(default_factory=TrackedDict)
     # Called with every new event; the webhook deliverer listens here.
     event_listeners: list[Callable[[StripeObject], None]] = field(default_factory=list)
     current_request: RequestInfo | None = None
@@ -88,6 +94,7 @@ class Store:
     held_events: list[HeldEvent] | None = None
     # While rehearsing (see `rehearsal`) nothing is announced.
     muted: bool = False
+    journal: Journal | None = None
 
     def now(self) -> int:
         if self.pinned_time is not None:
@@ -216,47 +223,63 @@ class Store:
     @contextlib.contextmanager
     def rehearsal(self) -> Iterator[None]:
         """Run changes silently, then undo them all (invoice previews are rehearsed changes).
-        Objects are restored in place, since events queued for delivery are shared."""
-        saved = copy.deepcopy(self.objects)
+        Objects are restored in place and in their order, and nothing rehearsed is journaled."""
+        saved = copy.deepcopy(dict(self.objects))
         saved_ids = {kind: list(ids) for kind, ids in self.ids_by_type.items()}
+        touched = dict(self.objects.touched)
         outer, self.muted = self.muted, True
         try:
             yield
         finally:
             self.muted = outer
-            for object_id in self.objects.keys() - saved.keys():
-                del self.objects[object_id]
+            current = dict(self.objects)
+            dict.clear(self.objects)
             for object_id, snapshot in saved.items():
-                self.objects.setdefault(object_id, {}).clear()
-                self.objects[object_id].update(snapshot)
+                obj = current.get(object_id, snapshot)
+                if obj is not snapshot:
+                    obj.clear()
+                    obj.update(snapshot)
+                dict.__setitem__(self.objects, object_id, obj)
+            self.objects.touched = touched
             self.ids_by_type.clear()
             self.ids_by_type.update(saved_ids)
 
-    def save(self, path: Path) -> None:
-        state = {
+    def open_journal(self, path: Path) -> None:
+        """Load the state persisted under `path`, and persist every later `commit`."""
+        tables = {
             "objects": self.objects,
-            "ids_by_type": self.ids_by_type,
             "endpoint_secrets": self.endpoint_secrets,
-            # Objects are dated by the sandbox-wide clock; a restart must not turn it back.
-            "clock_offset": self.clock_offset,
+            "deliveries": self.deliveries,
+            "chaos": self.chaos,
         }
-        path.write_text(json.dumps(state))
+        # Objects are dated by the sandbox-wide clock; a restart must not turn it back.
+        self.journal, scalars = Journal.open(
+            path, tables, lambda: {"clock_offset": self.clock_offset}
+        )
+        self.clock_offset = scalars.get("clock_offset", 0)
+        self.ids_by_type.clear()
+        for object_id, obj in dict.items(self.objects):
+            self.ids_by_type[obj["object"]].append(object_id)
 
-    def load(self, path: Path) -> None:
-        state = json.loads(path.read_text())
-        self.clock_offset = state.get("clock_offset", 0)
-        self.objects.update(state["objects"])
-        self.endpoint_secrets.update(state["endpoint_secrets"])
-        for object_type, ids in state["ids_by_type"].items():
-            self.ids_by_type[object_type].extend(ids)
+    def commit(self) -> None:
+        """Persist what changed since the last commit (with no state file: nothing)."""
+        if self.journal is not None:
+            self.journal.commit()
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
 
     def reset(self) -> None:
-        self.objects.clear()
+        for table in (self.objects, self.endpoint_secrets, self.deliveries, self.chaos):
+            table.clear()
         self.ids_by_type.clear()
         self.idempotent_responses.clear()
-        self.endpoint_secrets.clear()
         self.clock_offset = 0
         self.billing = BillingSettings()
+        if self.journal is not None:
+            self.journal.compact()
 
 
 def changed_fields(before: StripeObject, after: StripeObject) -> StripeObject:

@@ -58,6 +58,10 @@ RECONCILE_RUNS = Counter(
 RECONCILE_EVENTS_FOUND = Counter(
     "billing_reconcile_events_found", "Events Stripe had that the inbox lacked, stored by a pass"
 )
+RECONCILE_REREADS = Counter(
+    "billing_reconcile_rereads",
+    "Subscriptions re-read by a pass because their mirror showed a due time long past",
+)
 SUBSCRIPTION_CREATIONS = Counter(
     "billing_subscription_creations",
     "createSubscription attempts, by outcome: created, requires_action (3-D Secure), the "

@@ -1,7 +1,8 @@
 """`billing-gateway serve` as a user runs it: the console script in a subprocess on embedded
 defaults (its own data directory, a free loopback port), for tests that talk to it with the
-clients products run. Also: development tokens from `billing-gateway token`, and billing
-activity caused through the API as a signed-in customer."""
+clients products run. Also: development tokens from `billing-gateway token`, billing activity
+caused through the API as a signed-in customer, and crashes (SIGKILL) followed by a restart on
+the same data directory and port."""
 
 import asyncio
 import contextlib
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONSOLE_SCRIPT = Path(sys.executable).parent / "billing-gateway"
@@ -67,8 +69,26 @@ class ServedGateway:
         return self.url.removesuffix("/graphql")
 
     def output(self) -> str:
-        """What the server has printed so far (stdout and stderr); gone once stopped."""
+        """What the server has printed so far (stdout and stderr), across restarts; gone once
+        stopped."""
         return self.log_path.read_text(errors="replace")
+
+    async def kill(self) -> None:
+        """A crash: SIGKILL, so nothing unwinds (what it started on its own, such as the
+        embedded PostgreSQL, keeps running as a crash would leave it)."""
+        if self.process.returncode is None:
+            self.process.kill()
+        async with asyncio.timeout(STOP_PATIENCE_SECONDS):
+            await self.process.wait()
+
+    async def restart(self) -> None:
+        """`serve` again, with the same environment on the same data directory and port,
+        ready (`/readyz` 200) on return; a running one is stopped first (SIGTERM)."""
+        await stop_process(self.process)
+        with self.log_path.open("ab") as log:
+            log.write(b"\n--- billing-gateway serve restarted ---\n")
+        self.process = await _launch(self.env, self.log_path)
+        await _wait_ready(self)
 
     async def token(self, user: str, *, admin: bool = False) -> str:
         """A token minted by `billing-gateway token` with the server's own settings."""
@@ -103,17 +123,18 @@ class ServedGateway:
         plans = (await self.execute(PLANS))["plans"]
         return next(plan["id"] for plan in plans if plan["interval"] == interval)
 
-    async def subscribe_customer(self, token: str) -> dict[str, Any]:
+    async def subscribe_customer(self, token: str, plan_id: str | None = None) -> dict[str, Any]:
         """Billing activity as the customer does it: a card attached, then a subscription
-        bought with it. The sandbox's webhooks then reach the worker, which publishes
-        billing updates. Returns the new subscription (id, status, plan)."""
+        bought with it (`plan_id`, by default the first monthly plan). The sandbox's webhooks
+        then reach the worker, which publishes billing updates. Returns the new subscription
+        (id, status, plan)."""
         attached = await self.execute(
             ATTACH_PAYMENT_METHOD,
             {"input": {"paymentMethodId": "pm_card_visa", "makeDefault": True}},
             token=token,
         )
         assert attached["attachPaymentMethod"]["userErrors"] == [], attached
-        plan_id = await self.plan_id()
+        plan_id = plan_id or await self.plan_id()
         created = await self.execute(
             CREATE_SUBSCRIPTION, {"input": {"planId": plan_id}}, token=token
         )
@@ -156,7 +177,7 @@ async def _wait_ready(gateway: ServedGateway) -> None:
                 await asyncio.sleep(0.2)
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
+async def stop_process(process: asyncio.subprocess.Process) -> None:
     if process.returncode is not None:
         return
     process.send_signal(signal.SIGTERM)
@@ -168,25 +189,32 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-@contextlib.asynccontextmanager
-async def served(extra_env: Mapping[str, str] | None = None) -> AsyncIterator[ServedGateway]:
-    """`billing-gateway serve` on a fresh data directory and a free port, ready (`/readyz`
-    200) when entered, stopped with SIGTERM (SIGKILL after a while) on exit. `extra_env`
-    adds or overrides variables, e.g. CORS_ALLOWED_ORIGINS."""
-    data_dir = Path(tempfile.mkdtemp(prefix="served-", dir=_data_root()))
-    port = free_port()
-    env = _environment(data_dir, port, extra_env or {})
-    log_path = data_dir / "serve.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
+async def _launch(env: Mapping[str, str], log_path: Path) -> asyncio.subprocess.Process:
+    """`billing-gateway serve` with `env`, its output appended to `log_path`."""
+    with log_path.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
             str(CONSOLE_SCRIPT),
             "serve",
-            env=env,
+            env=dict(env),
             cwd=REPO_ROOT,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
         )
+
+
+@contextlib.asynccontextmanager
+async def served(extra_env: Mapping[str, str] | None = None) -> AsyncIterator[ServedGateway]:
+    """`billing-gateway serve` on a fresh data directory and a free port, ready (`/readyz`
+    200) when entered, stopped with SIGTERM (SIGKILL after a while) on exit, whichever
+    process (after `kill` and `restart`) runs by then. `extra_env` adds or overrides
+    variables, e.g. CORS_ALLOWED_ORIGINS."""
+    data_dir = Path(tempfile.mkdtemp(prefix="served-", dir=_data_root()))
+    port = free_port()
+    env = _environment(data_dir, port, extra_env or {})
+    log_path = data_dir / "serve.log"
+    log_path.write_bytes(b"")
+    process = await _launch(env, log_path)
     gateway = ServedGateway(
         url=f"http://127.0.0.1:{port}/graphql",
         ws_url=f"ws://127.0.0.1:{port}/graphql",
@@ -199,8 +227,27 @@ async def served(extra_env: Mapping[str, str] | None = None) -> AsyncIterator[Se
         await _wait_ready(gateway)
         yield gateway
     finally:
-        await _stop(process)
+        await stop_process(gateway.process)
+        await _stop_orphaned_postgres(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _stop_orphaned_postgres(data_dir: Path) -> None:
+    """The embedded PostgreSQL a killed `serve` left running (nobody else stops it), shut
+    down (fast) before its data directory is deleted; a stopped serve stopped it already."""
+    pgdata = data_dir / "postgres"
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        postmaster = psutil.Process(pid)
+        if str(pgdata) not in " ".join(postmaster.cmdline()):
+            return  # a stale pid file, its pid reused by someone else
+        postmaster.send_signal(signal.SIGINT)
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return
+    try:
+        await asyncio.to_thread(postmaster.wait, STOP_PATIENCE_SECONDS)
+    except psutil.TimeoutExpired:
+        postmaster.kill()
 
 
 def _data_root() -> Path:

@@ -10,15 +10,24 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from db.models import EVENTS_MARK, ReconciliationMark, StripeEvent, WebhookEventStatus
+from db.models import (
+    EVENTS_MARK,
+    ReconciliationMark,
+    StripeEvent,
+    Subscription,
+    SubscriptionStatus,
+    WebhookEventStatus,
+)
 from services.errors import DomainError, ErrorCode
 from services.stripe.client import StripeApi
 from services.webhooks import inbox, sync
 from services.webhooks.reconcile import (
+    OVERDUE_AFTER,
     RECONCILE_LOCK,
     SAFETY_MARGIN,
     listing_start,
     reconcile_events,
+    reread_overdue,
 )
 from services.webhooks.worker import WebhookWorker
 from tests.webhooks import lifecycles
@@ -189,3 +198,33 @@ def sample(scraped: str, name: str) -> float | None:
         if line.startswith(f"{name} "):
             return float(line.split()[-1])
     return None
+
+
+async def test_a_pass_rereads_subscriptions_the_mirror_shows_long_overdue(db, billing, api):
+    """What no event will tell any more (Stripe lists 30 days of them): a mirror still showing
+    a period that ended hours ago, with nothing heard since, is re-read from Stripe."""
+    stale = await lifecycles.record(db, api, billing, lifecycles.happy_life)
+    current = await lifecycles.record(db, api, billing, lifecycles.happy_life)
+    await lifecycles.apply_all(db, api, stale.events + current.events)
+    expected = await stripe_state(billing, stale.customer.stripe_id)
+    assert await mirror_state(db, stale.customer.account_id) == expected
+    now = datetime.now(UTC)
+    async with db.session() as session, session.begin():
+        await session.execute(
+            update(Subscription)
+            .where(Subscription.account_id == stale.customer.account_id)
+            .values(
+                status=SubscriptionStatus.PAST_DUE,
+                current_period_start=now - timedelta(days=31),
+                current_period_end=now - OVERDUE_AFTER - timedelta(minutes=5),
+                last_event_at=now - timedelta(days=31),
+            )
+        )
+
+    assert await reread_overdue(db, api, now) == 1
+    assert await mirror_state(db, stale.customer.account_id) == expected
+    assert await mirror_state(db, current.customer.account_id) == await stripe_state(
+        billing, current.customer.stripe_id
+    )
+    # Stamped by the re-read: not overdue again until Stripe's next due time passes.
+    assert await reread_overdue(db, api, now) == 0
