@@ -1,6 +1,7 @@
 """The engine and session factory, on the configured server or the embedded one."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,11 @@ from gateway.settings import Settings
 
 DUPLICATE_DATABASE = "42P04"
 DRIVER_POOL_SIZE = 10
+# asyncpg's close waits for every acquired connection; one never released (a task cancelled
+# mid-release) would hold a shutdown forever, so after this the rest are terminated.
+CLOSE_PATIENCE_SECONDS = 10.0
+
+log = logging.getLogger("billing_gateway.database")
 SERVING_POOL_SIZE = 40
 
 
@@ -52,7 +58,11 @@ class Database:
 
     async def dispose(self) -> None:
         if self._driver_pool is not None:
-            await self._driver_pool.close()
+            try:
+                await asyncio.wait_for(self._driver_pool.close(), CLOSE_PATIENCE_SECONDS)
+            except TimeoutError:
+                log.warning("driver connections still in use at close were terminated")
+                self._driver_pool.terminate()
             self._driver_pool = None
         await self.engine.dispose()
 
