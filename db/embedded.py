@@ -42,12 +42,19 @@ def start_embedded_postgres(data_dir: Path) -> URL:
     )
 
 
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid PostgreSQL's `postmaster.pid` under `pgdata` names (None: no readable file)."""
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _wait_for_a_killed_postmaster(pgdata: Path, patience: float = 10.0) -> None:
     """A postmaster killed outright stays a zombie until it is reaped, and the wheel takes a
     zombie's pid for a live server and joins it (its socket is gone): wait until it is gone."""
-    try:
-        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+    pid = postmaster_pid(pgdata)
+    if pid is None:
         return
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline:

@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import psutil
 
+from db.embedded import postmaster_pid
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONSOLE_SCRIPT = Path(sys.executable).parent / "billing-gateway"
 # Guards against a hung start or stop, never measures of speed: a first start runs initdb
@@ -236,13 +238,15 @@ async def _stop_orphaned_postgres(data_dir: Path) -> None:
     """The embedded PostgreSQL a killed `serve` left running (nobody else stops it), shut
     down (fast) before its data directory is deleted; a stopped serve stopped it already."""
     pgdata = data_dir / "postgres"
+    pid = postmaster_pid(pgdata)
     try:
-        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        if pid is None:
+            return
         postmaster = psutil.Process(pid)
         if str(pgdata) not in " ".join(postmaster.cmdline()):
             return  # a stale pid file, its pid reused by someone else
         postmaster.send_signal(signal.SIGINT)
-    except (OSError, ValueError, IndexError, psutil.Error):
+    except psutil.Error:
         return
     try:
         await asyncio.to_thread(postmaster.wait, STOP_PATIENCE_SECONDS)

@@ -28,7 +28,7 @@ import stripe
 from sqlalchemy import URL, select
 
 from db.database import Database
-from db.embedded import DATABASE_NAME
+from db.embedded import DATABASE_NAME, postmaster_pid
 from db.models import (
     Account,
     CreditAccount,
@@ -178,8 +178,9 @@ class Crashes:
 
 
 def postmaster_process(data_dir: Path) -> psutil.Process:
-    """The embedded PostgreSQL's postmaster (the first line of its postmaster.pid)."""
-    pid = int(postmaster_lines(data_dir)[0])
+    """The embedded PostgreSQL's postmaster (the pid its postmaster.pid names)."""
+    pid = postmaster_pid(data_dir / "postgres")
+    assert pid is not None, "serve's embedded PostgreSQL has no postmaster.pid"
     return psutil.Process(pid)
 
 
