@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Double,
     Enum,
     ForeignKey,
     Index,
@@ -137,6 +138,10 @@ class Account(Timestamps, Base):
     name: Mapped[str | None]
     stripe_customer_id: Mapped[str | None] = mapped_column(unique=True)
     default_payment_method_stripe_id: Mapped[str | None]
+    # The Stripe customer's billing address: {line1, line2, city, state, postal_code, country}.
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Set by the first purchase; Stripe bills a customer in one currency.
+    currency: Mapped[str | None] = mapped_column(String(3))
     stripe_deleted_at: Mapped[datetime | None]
     last_event_at: Mapped[datetime | None]
     last_event_id: Mapped[str | None]
@@ -167,6 +172,8 @@ class Plan(StripeMirror, Base):
     trial_days: Mapped[int | None]
     credits: Mapped[int | None]
     active: Mapped[bool]
+    # The unit amount in every other currency the price sells in (its `currency_options`).
+    other_amounts: Mapped[dict[str, int]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
     __table_args__ = (
         CheckConstraint("amount >= 0", name="amount_not_negative"),
@@ -200,6 +207,9 @@ class Subscription(StripeMirror, Base):
     trial_end: Mapped[datetime | None]
     latest_invoice_stripe_id: Mapped[str | None]
     default_payment_method_stripe_id: Mapped[str | None]
+    currency: Mapped[str | None] = mapped_column(String(3))
+    # The discount it has now, as services/discounts.py describes one.
+    discount: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         CheckConstraint("quantity >= 0", name="quantity_not_negative"),
@@ -243,6 +253,7 @@ class Invoice(StripeMirror, Base):
     billing_reason: Mapped[str | None]
     currency: Mapped[str] = mapped_column(String(3))
     subtotal: Mapped[int]
+    total_discount: Mapped[int] = mapped_column(server_default=text("0"))
     tax: Mapped[int | None]
     total: Mapped[int]
     amount_due: Mapped[int]
@@ -254,6 +265,18 @@ class Invoice(StripeMirror, Base):
     paid_at: Mapped[datetime | None]
     hosted_invoice_url: Mapped[str | None]
     stripe_pdf_url: Mapped[str | None]
+    # services/discounts.py's descriptions, each with the `amount` it took off.
+    discounts: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    # One entry per tax rate: {amount, name, percentage, inclusive, country}.
+    taxes: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # The customer's tax ids as printed on the invoice: {type, value}.
+    customer_tax_ids: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    # The address the invoice was billed to, once finalized.
+    customer_address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         CheckConstraint(CURRENCY_CHECK, name="currency_code"),
@@ -279,6 +302,7 @@ class InvoiceLine(Base):
     currency: Mapped[str] = mapped_column(String(3))
     quantity: Mapped[int | None]
     proration: Mapped[bool] = mapped_column(server_default=text("false"))
+    tax: Mapped[int | None]
     price_stripe_id: Mapped[str | None]
     period_start: Mapped[datetime | None]
     period_end: Mapped[datetime | None]
@@ -288,6 +312,46 @@ class InvoiceLine(Base):
         Index(None, "invoice_id", "stripe_line_id", unique=True),
         Index(None, "invoice_id", "position"),
     )
+
+
+class TaxId(StripeMirror, Base):
+    """A customer's tax id (an ABN, a VAT number) as Stripe holds it."""
+
+    __tablename__ = "tax_ids"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_tax_id: Mapped[str] = mapped_column(unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
+    type: Mapped[str]
+    value: Mapped[str]
+    country: Mapped[str | None]
+    verification: Mapped[str]
+    deleted_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "account_id", "stripe_created_at", "id"),)
+
+
+class TaxRate(Base):
+    """What the mirror shows of a Stripe tax rate an invoice names: its name and percentage
+    (Stripe's invoices carry only the rate's id, and a rate's percentage never changes)."""
+
+    __tablename__ = "tax_rates"
+
+    stripe_tax_rate_id: Mapped[str] = mapped_column(primary_key=True)
+    display_name: Mapped[str]
+    percentage: Mapped[float] = mapped_column(Double)
+    inclusive: Mapped[bool]
+    country: Mapped[str | None]
+
+
+class Discount(Base):
+    """What the mirror shows of a Stripe discount (services/discounts.py): events and invoices
+    name a discount by id, and Stripe has no way to read one but expanding what carries it."""
+
+    __tablename__ = "discounts"
+
+    stripe_discount_id: Mapped[str] = mapped_column(primary_key=True)
+    description: Mapped[dict[str, Any]] = mapped_column(JSONB)
 
 
 class PaymentTransaction(StripeMirror, Base):

@@ -42,7 +42,9 @@ def invoice_pdf_router(settings: Settings, verifier: TokenVerifier) -> APIRouter
         stripe_pdf = document.invoice.stripe_pdf_url
         if stripe_pdf and not settings.uses_sandbox:
             return RedirectResponse(stripe_pdf, status_code=302)
-        body = invoice_pdf.render(document, seller=settings.invoice_seller)
+        body = invoice_pdf.render(
+            document, seller=settings.invoice_seller, seller_tax_id=settings.invoice_seller_tax_id
+        )
         filename = f"{document.invoice.number or document.invoice.stripe_invoice_id}.pdf"
         headers = {
             "Content-Disposition": f'inline; filename="{filename}"',

@@ -27,6 +27,12 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class TaxMode(StrEnum):
+    NONE = "none"  # no tax on invoices
+    RATES = "rates"  # the Stripe tax rates of TAX_RATE_IDS
+    AUTOMATIC = "automatic"  # Stripe Tax (the sandbox: its documented table)
+
+
 class LogFormat(StrEnum):
     AUTO = "auto"  # text on a development terminal, else JSON
     TEXT = "text"
@@ -73,6 +79,13 @@ class Settings(BaseSettings):
 
     # The seller printed on invoices the gateway renders; a literal \n (or a newline) breaks lines.
     invoice_seller: str = "billing-gateway"
+    # The seller's tax id (an ABN, for an Australian tax invoice), printed on rendered invoices.
+    invoice_seller_tax_id: str | None = None
+
+    # How invoices are taxed; unset: automatic on the sandbox, none with a real key (Stripe
+    # Tax must be set up in the Stripe account first). TAX_RATE_IDS: txr_... ids, for `rates`.
+    tax_mode: TaxMode | None = None
+    tax_rate_ids: Annotated[list[str], NoDecode] = []
 
     # GraphQL guard rails (schema/limits.py). A request's cost is the static estimate of the
     # objects it may return; each caller's budget refills continuously up to its capacity.
@@ -115,6 +128,13 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("tax_rate_ids", mode="before")
+    @classmethod
+    def _split_rate_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -142,7 +162,7 @@ class Settings(BaseSettings):
     def _level_in_any_case(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", mode="before")
+    @field_validator("log_format", "tax_mode", mode="before")
     @classmethod
     def _format_in_any_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -169,6 +189,8 @@ class Settings(BaseSettings):
             )
         if self.reconcile_interval_seconds < 0:
             raise ConfigurationError("RECONCILE_INTERVAL_SECONDS must not be negative")
+        if self.taxes is TaxMode.RATES and not self.tax_rate_ids:
+            raise ConfigurationError("TAX_MODE=rates needs TAX_RATE_IDS (txr_... ids)")
         if self.live_queue_size < 1:
             raise ConfigurationError("LIVE_QUEUE_SIZE must be at least 1")
         for name, value in (
@@ -227,6 +249,12 @@ class Settings(BaseSettings):
     @property
     def uses_sandbox(self) -> bool:
         return self.stripe_api_key is None
+
+    @property
+    def taxes(self) -> TaxMode:
+        if self.tax_mode is not None:
+            return self.tax_mode
+        return TaxMode.AUTOMATIC if self.uses_sandbox else TaxMode.NONE
 
     @property
     def publishable_key(self) -> str:

@@ -10,7 +10,7 @@ from aiodataloader import DataLoader
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db.database import Database
-from db.models import Account, Invoice, InvoiceLine, PaymentMethod, Plan, Subscription
+from db.models import Account, Invoice, InvoiceLine, PaymentMethod, Plan, Subscription, TaxId
 from db.rows import rows_where_in
 from services import invoices, subscriptions
 from services.errors import DomainError
@@ -27,19 +27,17 @@ def _rows_by(
     return load
 
 
-def _lines_by_invoice(database: Database) -> Callable[[Sequence[int]], Any]:
-    async def load(invoice_ids: Sequence[int]) -> list[list[Any]]:
-        rows = await rows_where_in(
-            database,
-            InvoiceLine.__table__,  # type: ignore[arg-type]
-            InvoiceLine.invoice_id.key,
-            invoice_ids,
-            order_by="invoice_id, position",
-        )
-        by_invoice: dict[int, list[Any]] = {invoice_id: [] for invoice_id in invoice_ids}
+def _lists_by(
+    database: Database, entity: type[Any], column: InstrumentedAttribute[Any], order_by: str
+) -> Callable[[Sequence[Any]], Any]:
+    """Each key's rows, in `order_by` order."""
+
+    async def load(keys: Sequence[Any]) -> list[list[Any]]:
+        rows = await rows_where_in(database, entity.__table__, column.key, keys, order_by=order_by)
+        by_key: dict[Any, list[Any]] = {key: [] for key in keys}
         for row in rows:
-            by_invoice[row.invoice_id].append(row)
-        return [by_invoice[invoice_id] for invoice_id in invoice_ids]
+            by_key[getattr(row, column.key)].append(row)
+        return [by_key[key] for key in keys]
 
     return load
 
@@ -83,6 +81,7 @@ class Loaders:
     subscription_by_stripe_id: DataLoader
     invoice_by_stripe_id: DataLoader
     lines_by_invoice_id: DataLoader
+    tax_ids_by_account_id: DataLoader
     subscription_pages_by_account: DataLoader
     invoice_pages_by_account: DataLoader
 
@@ -97,7 +96,12 @@ class Loaders:
             payment_method_by_stripe_id=by(PaymentMethod, PaymentMethod.stripe_payment_method_id),
             subscription_by_stripe_id=by(Subscription, Subscription.stripe_subscription_id),
             invoice_by_stripe_id=by(Invoice, Invoice.stripe_invoice_id),
-            lines_by_invoice_id=DataLoader(_lines_by_invoice(database)),
+            lines_by_invoice_id=DataLoader(
+                _lists_by(database, InvoiceLine, InvoiceLine.invoice_id, "invoice_id, position")
+            ),
+            tax_ids_by_account_id=DataLoader(
+                _lists_by(database, TaxId, TaxId.account_id, "account_id, stripe_created_at, id")
+            ),
             subscription_pages_by_account=DataLoader(
                 _pages_by_account(database, subscriptions.pages_for_accounts)
             ),

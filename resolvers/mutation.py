@@ -2,11 +2,19 @@
 
 from strawberry.tools import merge_types
 
+from resolvers.mutations.commerce import CommerceMutations
 from resolvers.mutations.credits import CreditMutations
 from resolvers.mutations.payments import PaymentMutations
 from resolvers.mutations.subscriptions import SubscriptionMutations
 from resolvers.mutations.webhooks import WebhookMutations
 
 Mutation = merge_types(
-    "Mutation", (SubscriptionMutations, PaymentMutations, CreditMutations, WebhookMutations)
+    "Mutation",
+    (
+        SubscriptionMutations,
+        PaymentMutations,
+        CreditMutations,
+        WebhookMutations,
+        CommerceMutations,
+    ),
 )

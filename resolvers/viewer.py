@@ -9,9 +9,22 @@ from resolvers.connections import connection_of, query_error
 from resolvers.credits import CreditAccount
 from schema.access import BillingAccess
 from schema.billing import Customer, Invoice, PaymentMethod, PaymentTransaction, Subscription
+from schema.commerce import Discount, PromotionCodeCheck
 from schema.common import Connection
+from schema.ids import row_id_of
+from schema.purchases import InvoicePreview
 from schema.scalars import BigInt
-from services import access, credits, invoices, payment_methods, payments, subscriptions
+from services import (
+    access,
+    catalog,
+    credits,
+    invoices,
+    payment_methods,
+    payments,
+    previews,
+    purchases,
+    subscriptions,
+)
 from services.errors import DomainError
 
 
@@ -116,3 +129,65 @@ class Viewer:
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, PaymentTransaction.from_model)
+
+    @strawberry.field(
+        description="What subscribing to a plan, or changing the subscription to it, would bill "
+        "(nothing changes)."
+    )
+    async def invoice_preview(
+        self,
+        info: strawberry.Info,
+        plan_id: strawberry.ID,
+        subscription_id: strawberry.ID | None = None,
+        quantity: int | None = None,
+        promotion_code: str | None = None,
+        currency: str | None = None,
+    ) -> InvoicePreview:
+        try:
+            async with info.context.database.session() as session:
+                found = await previews.preview_purchase(
+                    session=session,
+                    stripe=info.context.stripe,
+                    settings=info.context.settings,
+                    account_id=self.account.id,
+                    plan_id=row_id_of(plan_id, "Plan", field="planId"),
+                    subscription_id=(
+                        row_id_of(subscription_id, "Subscription", field="subscriptionId")
+                        if subscription_id is not None
+                        else None
+                    ),
+                    quantity=quantity,
+                    promotion_code=promotion_code,
+                    currency=currency,
+                )
+        except DomainError as error:
+            raise query_error(error) from error
+        return InvoicePreview.of(found)
+
+    @strawberry.field(
+        description="Whether a promotion code can be used now, for a plan when given."
+    )
+    async def promotion_code(
+        self, info: strawberry.Info, code: str, plan_id: strawberry.ID | None = None
+    ) -> PromotionCodeCheck:
+        try:
+            async with info.context.database.session() as session:
+                plan = None
+                if plan_id is not None:
+                    row_id = row_id_of(plan_id, "Plan", field="planId")
+                    plan = await catalog.plan_for_sale(session=session, plan_id=row_id)
+                check = await purchases.check_code(
+                    session=session,
+                    stripe=info.context.stripe,
+                    account=self.account,
+                    code=code,
+                    plan=plan,
+                    currency=None,
+                )
+        except DomainError as error:
+            raise query_error(error) from error
+        return PromotionCodeCheck(
+            valid=check.valid,
+            discount=Discount.of(check.discount) if check.discount else None,
+            reason=check.reason,
+        )

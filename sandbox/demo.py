@@ -4,6 +4,7 @@ webhook endpoint registered and a small catalog to subscribe to."""
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import stripe
 
@@ -11,9 +12,11 @@ from gateway.settings import SANDBOX_API_KEY
 from sandbox.server import SandboxServer
 from sandbox.store import Store
 
-# (product, monthly amount in cents, credits a month); yearly prices are ten months' worth
-# of money for twelve months of credits.
-CATALOG = (("Starter", 900, 100), ("Pro", 2900, 1000))
+# (product, monthly amount in US cents, in Australian cents, credits a month); yearly prices
+# are ten months' worth of money for twelve months of credits.
+CATALOG = (("Starter", 900, 1400, 100), ("Pro", 2900, 4500, 1000))
+# The promotion code the demo's customers can type (20% off their first invoice).
+WELCOME_CODE = "WELCOME20"
 # Where `serve` records its sandbox's address, for `sync`, `worker` and `events` to reach it.
 SANDBOX_URL_FILE = "sandbox-url"
 
@@ -57,6 +60,7 @@ async def start_demo_sandbox(
     async with sdk_client(server.url) as client:
         await ensure_webhook_endpoint(client, webhook_url)
         await seed_catalog(client)
+        await seed_promotions(client)
     return server
 
 
@@ -66,27 +70,58 @@ async def ensure_webhook_endpoint(client: stripe.StripeClient, url: str) -> None
         await client.v1.webhook_endpoints.create_async({"url": url, "enabled_events": ["*"]})
 
 
+async def seed_promotions(client: stripe.StripeClient) -> None:
+    """The "20% off" coupon (the first invoice only) and its promotion code; once only."""
+    existing = await client.v1.promotion_codes.list_async({"code": WELCOME_CODE, "limit": 1})
+    if existing.data:
+        return
+    coupon = await client.v1.coupons.create_async(
+        {"name": "20% off", "percent_off": 20, "duration": "once"}
+    )
+    await client.v1.promotion_codes.create_async(
+        {"promotion": {"type": "coupon", "coupon": coupon.id}, "code": WELCOME_CODE}
+    )
+
+
 async def seed_catalog(client: stripe.StripeClient) -> None:
-    """Starter and Pro, monthly and yearly, each price with `credits` metadata; once only."""
-    existing = await client.v1.prices.list_async({"limit": 100})
-    known = {price.lookup_key for price in existing.data}
-    for name, monthly, credits in CATALOG:
-        if f"{name.lower()}_monthly" in known:
+    """Starter and Pro, monthly and yearly, in USD and AUD (tax exclusive), each price with
+    `credits` metadata; once only (a catalog seeded before AUD gains it)."""
+    existing = await client.v1.prices.list_async(
+        {"limit": 100, "expand": ["data.currency_options"]}
+    )
+    known = {price.lookup_key: price for price in existing.data}
+    for name, usd, aud, credits in CATALOG:
+        if f"{name.lower()}_monthly" not in known:
+            await _new_product(client, name, usd, aud, credits)
             continue
-        product = await client.v1.products.create_async(
-            {"name": name, "description": f"The {name} plan"}
+        for interval, months in (("month", 1), ("year", 10)):
+            price = known.get(f"{name.lower()}_{interval}ly")
+            if price is not None and "aud" not in price.currency_options.to_dict():
+                options: Any = {"aud": {"unit_amount": aud * months, "tax_behavior": "exclusive"}}
+                # A price's tax behavior can be set once while it is still unspecified.
+                await client.v1.prices.update_async(
+                    price.id, {"currency_options": options, "tax_behavior": "exclusive"}
+                )
+
+
+async def _new_product(
+    client: stripe.StripeClient, name: str, usd: int, aud: int, credits: int
+) -> None:
+    product = await client.v1.products.create_async(
+        {"name": name, "description": f"The {name} plan"}
+    )
+    for interval, months, cycle_credits in (("month", 1, credits), ("year", 10, credits * 12)):
+        await client.v1.prices.create_async(
+            {
+                "product": product.id,
+                "currency": "usd",
+                "unit_amount": usd * months,
+                "tax_behavior": "exclusive",
+                "currency_options": {
+                    "aud": {"unit_amount": aud * months, "tax_behavior": "exclusive"}
+                },
+                "recurring": {"interval": interval},
+                "lookup_key": f"{name.lower()}_{interval}ly",
+                "metadata": {"credits": str(cycle_credits)},
+            }
         )
-        for interval, amount, cycle_credits in (
-            ("month", monthly, credits),
-            ("year", monthly * 10, credits * 12),
-        ):
-            await client.v1.prices.create_async(
-                {
-                    "product": product.id,
-                    "currency": "usd",
-                    "unit_amount": amount,
-                    "recurring": {"interval": interval},
-                    "lookup_key": f"{name.lower()}_{interval}ly",
-                    "metadata": {"credits": str(cycle_credits)},
-                }
-            )

@@ -31,9 +31,22 @@ def _expand(store: Store, target: Any, parts: list[str], path: str) -> None:
     elif head not in target:
         raise invalid_request(f"This property cannot be expanded ({path}).", param="expand")
     value = target[head]
+    if isinstance(value, list):  # a list of ids, such as an invoice's `discounts`
+        target[head] = [_expanded_item(store, item, rest, path) for item in value]
+        return
     if isinstance(value, str) and value in store.objects:
         value = target[head] = copy.deepcopy(store.objects[value])
     elif isinstance(value, str) or (value is not None and not isinstance(value, dict)):
         raise invalid_request(f"This property cannot be expanded ({path}).", param="expand")
     if rest and value is not None:
         _expand(store, value, rest, path)
+
+
+def _expanded_item(store: Store, item: Any, rest: list[str], path: str) -> Any:
+    if isinstance(item, str) and item in store.objects:
+        item = copy.deepcopy(store.objects[item])
+    elif not isinstance(item, dict):
+        raise invalid_request(f"This property cannot be expanded ({path}).", param="expand")
+    if rest:
+        _expand(store, item, rest, path)
+    return item

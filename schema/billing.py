@@ -7,9 +7,11 @@ import strawberry
 
 from db import models
 from resolvers.connections import connection_of, query_error
+from schema.commerce import Address, Discount, TaxAmount, TaxId
 from schema.common import Connection, Money, Node
 from schema.ids import to_global_id
 from schema.scalars import BigInt
+from services import purchases
 from services.errors import DomainError
 from services.pagination import Page
 
@@ -49,6 +51,9 @@ class Plan(Node):
         description="Credits granted for each paid billing cycle."
     )
     active: bool
+    amounts: list[Money] = strawberry.field(
+        description="The price in every currency it is sold in (the plan's own currency first)."
+    )
 
     @classmethod
     def from_model(cls, row: models.Plan) -> "Plan":
@@ -64,6 +69,10 @@ class Plan(Node):
             trial_days=row.trial_days,
             credits=BigInt(row.credits) if row.credits is not None else None,
             active=row.active,
+            amounts=[
+                Money.of(amount, currency)
+                for currency, amount in purchases.plan_amounts(row).items()
+            ],
         )
 
 
@@ -103,6 +112,10 @@ class Customer(Node):
     user_id: str
     email: str | None
     name: str | None
+    address: Address | None
+    currency: str | None = strawberry.field(
+        description="The currency the customer is billed in, once set by a first purchase."
+    )
     created_at: datetime
     account_id: strawberry.Private[int]
     default_payment_method_stripe_id: strawberry.Private[str | None]
@@ -117,6 +130,11 @@ class Customer(Node):
         if row is None or row.account_id != self.account_id or row.detached_at is not None:
             return None
         return PaymentMethod.from_model(row, is_default=True)
+
+    @strawberry.field
+    async def tax_ids(self, info: strawberry.Info) -> list[TaxId]:
+        rows = await info.context.loaders.tax_ids_by_account_id.load(self.account_id)
+        return [TaxId.from_model(row) for row in rows if row.deleted_at is None]
 
     @strawberry.field(description="The customer's subscriptions, newest first.")
     async def subscriptions(
@@ -156,6 +174,8 @@ class Customer(Node):
             user_id=row.user_id,
             email=row.email,
             name=row.name,
+            address=Address.of(row.address) if row.address else None,
+            currency=row.currency.upper() if row.currency else None,
             created_at=row.created_at,
             account_id=row.id,
             default_payment_method_stripe_id=row.default_payment_method_stripe_id,
@@ -195,6 +215,7 @@ class InvoiceLine:
     proration: bool
     period_start: datetime | None
     period_end: datetime | None
+    tax: Money | None
 
     @classmethod
     def from_model(cls, row: models.InvoiceLine) -> "InvoiceLine":
@@ -205,6 +226,7 @@ class InvoiceLine:
             proration=row.proration,
             period_start=row.period_start,
             period_end=row.period_end,
+            tax=Money.of(row.tax, row.currency) if row.tax is not None else None,
         )
 
 
@@ -213,6 +235,13 @@ class Invoice(Node):
     stripe_invoice_id: str
     number: str | None
     status: models.InvoiceStatus
+    subtotal: Money
+    discounts: list[Discount]
+    total_discount: Money
+    taxes: list[TaxAmount]
+    customer_tax_ids: list[str] = strawberry.field(
+        description="The customer's tax ids printed on the invoice."
+    )
     total: Money
     tax: Money | None
     amount_due: Money
@@ -249,6 +278,11 @@ class Invoice(Node):
             stripe_invoice_id=row.stripe_invoice_id,
             number=row.number,
             status=row.status,
+            subtotal=Money.of(row.subtotal, row.currency),
+            discounts=[Discount.of(described) for described in row.discounts],
+            total_discount=Money.of(row.total_discount, row.currency),
+            taxes=[TaxAmount.of(described, row.currency) for described in row.taxes],
+            customer_tax_ids=[entry["value"] for entry in row.customer_tax_ids],
             total=Money.of(row.total, row.currency),
             tax=Money.of(row.tax, row.currency) if row.tax is not None else None,
             amount_due=Money.of(row.amount_due, row.currency),
@@ -275,6 +309,7 @@ class Subscription(Node):
     cancel_at_period_end: bool
     canceled_at: datetime | None
     trial_end: datetime | None
+    discount: Discount | None
     created_at: datetime
     updated_at: datetime
     plan_id: strawberry.Private[int]
@@ -304,6 +339,7 @@ class Subscription(Node):
             cancel_at_period_end=row.cancel_at_period_end,
             canceled_at=row.canceled_at,
             trial_end=row.trial_end,
+            discount=Discount.of(row.discount) if row.discount else None,
             created_at=row.stripe_created_at,
             updated_at=row.updated_at,
             plan_id=row.plan_id,

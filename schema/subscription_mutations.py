@@ -29,6 +29,12 @@ class CreateSubscriptionInput:
     )
     quantity: int | None = None
     idempotency_key: str | None = None
+    promotion_code: str | None = None
+    currency: str | None = strawberry.field(
+        default=None,
+        description="ISO 4217; one of the plan's amounts. Default: the customer's currency, "
+        "else the plan's.",
+    )
 
 
 @strawberry.type
@@ -50,6 +56,7 @@ class ChangeSubscriptionPlanInput:
     quantity: int | None = None
     prorate: bool | None = None
     idempotency_key: str | None = None
+    promotion_code: str | None = None
 
 
 @strawberry.type
@@ -74,6 +81,9 @@ class CreateCheckoutSessionInput:
     plan_id: strawberry.ID
     success_url: str
     cancel_url: str
+    promotion_code: str | None = None
+    allow_promotion_codes: bool | None = None
+    currency: str | None = None
 
 
 @strawberry.type

@@ -32,6 +32,14 @@ async def get_account(*, session: AsyncSession, account_id: int) -> Account | No
     return await session.get(Account, account_id)
 
 
+async def load_account(session: AsyncSession, account_id: int) -> Account:
+    """The account as the database has it now, in a transaction of its own."""
+    async with session.begin():
+        account = await session.get(Account, account_id, populate_existing=True)
+    assert account is not None, "the caller's account exists"
+    return account
+
+
 async def search_accounts(
     *, session: AsyncSession, search: str | None, first: int | None, after: str | None
 ) -> Page[Account]:

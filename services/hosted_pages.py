@@ -5,7 +5,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services import catalog, customers, subscriptions
+from gateway.settings import Settings
+from services import accounts, catalog, customers, purchases, subscriptions
 from services.errors import InvalidInput
 from services.stripe.client import StripeApi
 
@@ -35,30 +36,52 @@ def check_url(value: str, field: str) -> None:
         raise InvalidInput(f"`{field}` must be an absolute http or https URL", [field])
 
 
+@dataclass(frozen=True)
+class CheckoutOrder:
+    """What createCheckoutSession asks for."""
+
+    plan_id: int
+    success_url: str
+    cancel_url: str
+    promotion_code: str | None = None
+    allow_promotion_codes: bool = False
+    currency: str | None = None
+
+
 async def create_checkout_session(
     *,
     session: AsyncSession,
     stripe: StripeApi,
+    settings: Settings,
     account_id: int,
-    plan_id: int,
-    success_url: str,
-    cancel_url: str,
+    order: CheckoutOrder,
 ) -> CheckoutSession:
     """A Checkout page where the customer subscribes to the plan (the webhook mirrors it)."""
-    check_url(success_url, "successUrl")
-    check_url(cancel_url, "cancelUrl")
-    plan = await catalog.plan_for_sale(session=session, plan_id=plan_id)
+    check_url(order.success_url, "successUrl")
+    check_url(order.cancel_url, "cancelUrl")
+    plan = await catalog.plan_for_sale(session=session, plan_id=order.plan_id)
     # Checkout would start a second subscription; the same rule as createSubscription.
     await subscriptions.refuse_second_subscription(session=session, account_id=account_id)
     customer_id = await customers.ensure_stripe_customer(
         session=session, stripe=stripe, account_id=account_id
     )
+    terms = await purchases.terms_for(
+        session=session,
+        stripe=stripe,
+        settings=settings,
+        account=await accounts.load_account(session, account_id),
+        plan=plan,
+        currency=order.currency,
+        promotion_code=order.promotion_code,
+    )
     created = await stripe.create_checkout_session(
         customer_id=customer_id,
         price_id=plan.stripe_price_id,
-        success_url=success_url,
-        cancel_url=cancel_url,
+        success_url=order.success_url,
+        cancel_url=order.cancel_url,
         trial_days=plan.trial_days,
+        terms=terms,
+        allow_promotion_codes=order.allow_promotion_codes,
         idempotency_key=subscriptions.stripe_key("checkout-session", account_id, None),
     )
     assert created.url is not None, "subscription Checkout sessions are hosted pages"

@@ -1,7 +1,10 @@
 """An invoice as a PDF: Stripe's own when it has one, else one rendered here.
 
 The rendered document holds the seller, the customer, the invoice number, its dates, its
-lines, tax, total and whether it is paid. It uses the PDF core fonts (no font files to
+lines, discounts, taxes, total and whether it is paid. An invoice that charges Australian GST
+is a tax invoice as the ATO requires: it says so, and shows the seller's ABN, the GST, and
+the buyer's identity (name, address and ABN, all printed when known; the ATO asks for them
+from AUD 1,000). It uses the PDF core fonts (no font files to
 ship), which cover Latin-1: amounts are written with the currency code ("12.50 EUR"), and
 any other character of a name is shown as "?".
 """
@@ -20,6 +23,8 @@ from services.money import decimal_string
 
 # The seller's lines: newlines, or a literal "\n" as an environment variable carries them.
 SELLER_LINE_BREAK = re.compile(r"\n|\\n")
+# How tax id types are labelled on a document.
+TAX_ID_LABELS = {"au_abn": "ABN", "nz_gst": "GST", "gb_vat": "VAT", "eu_vat": "VAT"}
 
 
 @dataclass(frozen=True)
@@ -46,19 +51,28 @@ async def find_document(
     return InvoiceDocument(invoice, list(lines), customer)
 
 
-def render(document: InvoiceDocument, *, seller: str) -> bytes:
+def is_australian_tax_invoice(invoice: Any) -> bool:
+    return any(tax.get("country") == "AU" and tax["amount"] > 0 for tax in invoice.taxes)
+
+
+def render(document: InvoiceDocument, *, seller: str, seller_tax_id: str | None = None) -> bytes:
     invoice, customer = document.invoice, document.customer
+    title = "Tax invoice" if is_australian_tax_invoice(invoice) else "Invoice"
     pdf = FPDF(format="A4")
-    pdf.set_title(f"Invoice {_number(invoice)}")
+    pdf.set_title(f"{title} {_number(invoice)}")
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 18)
-    pdf.cell(0, 10, _latin1(f"Invoice {_number(invoice)}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 10, _latin1(f"{title} {_number(invoice)}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=10)
     paid = "PAID" if invoice.status is InvoiceStatus.PAID else invoice.status.value.upper()
     pdf.cell(0, 6, f"Status: {paid}", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
-    _block(pdf, "From", SELLER_LINE_BREAK.split(seller))
-    _block(pdf, "Bill to", [customer.name or "", customer.email or "", customer.user_id])
+    seller_lines = SELLER_LINE_BREAK.split(seller)
+    if seller_tax_id:
+        label = "ABN" if title == "Tax invoice" else "Tax ID"
+        seller_lines.append(f"{label} {seller_tax_id}")
+    _block(pdf, "From", seller_lines)
+    _block(pdf, "Bill to", _buyer(invoice, customer))
     _block(
         pdf,
         "Dates",
@@ -72,6 +86,29 @@ def render(document: InvoiceDocument, *, seller: str) -> bytes:
     _lines_table(pdf, document.lines, invoice.currency)
     _totals(pdf, invoice)
     return bytes(pdf.output())
+
+
+def _buyer(invoice: Any, customer: Any) -> list[str]:
+    address = invoice.customer_address or customer.address or {}
+    place = " ".join(
+        part
+        for part in (address.get("city"), address.get("state"), address.get("postal_code"))
+        if part
+    )
+    tax_ids = [
+        f"{TAX_ID_LABELS.get(entry['type'], 'Tax ID')} {entry['value']}"
+        for entry in invoice.customer_tax_ids
+    ]
+    return [
+        customer.name or "",
+        customer.email or "",
+        customer.user_id,
+        address.get("line1") or "",
+        address.get("line2") or "",
+        place,
+        address.get("country") or "",
+        *tax_ids,
+    ]
 
 
 def _block(pdf: FPDF, title: str, rows: list[str]) -> None:
@@ -104,7 +141,11 @@ def _lines_table(pdf: FPDF, lines: list[Any], currency: str) -> None:
 def _totals(pdf: FPDF, invoice: Any) -> None:
     pdf.ln(4)
     rows = [("Subtotal", invoice.subtotal)]
-    if invoice.tax is not None:
+    for discount in invoice.discounts:
+        rows.append((_latin1(f"Discount: {_discount_name(discount)}"), -discount["amount"]))
+    for tax in invoice.taxes:
+        rows.append((_tax_label(tax), tax["amount"]))
+    if invoice.tax is not None and not invoice.taxes:
         rows.append(("Tax", invoice.tax))
     rows += [
         ("Total", invoice.total),
@@ -115,6 +156,17 @@ def _totals(pdf: FPDF, invoice: Any) -> None:
         pdf.set_font("Helvetica", "B" if label == "Total" else "", 10)
         pdf.cell(150, 6, label, align="R")
         pdf.cell(40, 6, _amount(amount, invoice.currency), align="R", new_x="LMARGIN", new_y="NEXT")
+
+
+def _discount_name(discount: dict[str, Any]) -> str:
+    return discount.get("promotion_code") or discount.get("name") or discount["coupon_id"]
+
+
+def _tax_label(tax: dict[str, Any]) -> str:
+    percentage = tax.get("percentage")
+    rate = f" {percentage:g}%" if percentage is not None else ""
+    included = " (included)" if tax.get("inclusive") else ""
+    return _latin1(f"{tax['name']}{rate}{included}")
 
 
 def _number(invoice: Any) -> str:

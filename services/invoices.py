@@ -219,7 +219,7 @@ async def _mirror(
     ]
     observed_at = datetime.now(UTC)
     async with session.begin():
-        await mirror.upsert_invoice(session, data, account_id, observed_at=observed_at)
+        await mirror.upsert_invoice(session, stripe, data, account_id, observed_at=observed_at)
         for intent in intents:
             await mirror.upsert_transaction(
                 session, intent, account_id, observed_at=observed_at, invoice_id=data["id"]

@@ -3,7 +3,8 @@
 - MRR counts active and past-due subscriptions (past due still bills; a trial does not
   yet): the plan's amount times the quantity, each interval normalised to a month (a year
   is 1/12, a week 52/12, a day 365/12, divided by the interval count), summed exactly and
-  rounded half up to the minor unit once per currency. ARR is 12 times that MRR.
+  rounded half up to the minor unit once per currency (the subscription's: a plan sold in
+  several currencies counts its amount in each). ARR is 12 times that MRR.
 - churnRate30d: of the subscriptions live 30 days ago (started by then, not ended, never
   merely incomplete), the share that has ended since.
 - paymentSuccessRate30d: of the PaymentIntents created in the last 30 days that were
@@ -71,10 +72,11 @@ async def compute(*, session: AsyncSession, now: datetime) -> BillingMetrics:
 
 
 async def monthly_recurring_revenue(*, session: AsyncSession) -> Amounts:
+    # A subscription is billed in its own currency, at the plan's amount in that currency.
+    billed_currency = func.coalesce(Subscription.currency, Plan.currency)
+    amount = func.coalesce(Plan.other_amounts[billed_currency].as_integer(), Plan.amount)
     query = (
-        select(
-            Plan.currency, Plan.interval, Plan.interval_count, Plan.amount, Subscription.quantity
-        )
+        select(billed_currency, Plan.interval, Plan.interval_count, amount, Subscription.quantity)
         .join(Plan, Plan.id == Subscription.plan_id)
         .where(Subscription.status.in_(RECURRING_REVENUE_STATUSES))
     )

@@ -26,7 +26,9 @@ from db.models import (
     Plan,
     Subscription,
 )
+from services import discounts, taxes
 from services.live import UpdateKind, publish
+from services.stripe.client import StripeApi
 
 StripeDict = dict[str, Any]
 
@@ -106,7 +108,7 @@ async def _upsert(
     table: Table = model.__table__  # type: ignore[assignment]
     values = values | {"last_event_at": observed_at, "last_event_id": event_id}
     arguments = [
-        json.dumps(value) if isinstance(value, dict) else value for value in values.values()
+        json.dumps(value) if isinstance(value, dict | list) else value for value in values.values()
     ]
     driver = await driver_of(session)
     row_id = await driver.fetchval(_upsert_sql(table, key, tuple(values)), *arguments)
@@ -177,6 +179,13 @@ async def upsert_plan(
         "active": bool(price["active"] and product.get("active", True)),
         "stripe_created_at": timestamp(price["created"]),
     }
+    options = price.get("currency_options")
+    if options is not None:  # only when expanded: otherwise keep what the mirror has
+        values["other_amounts"] = {
+            currency: option["unit_amount"]
+            for currency, option in options.items()
+            if currency != price["currency"] and option.get("unit_amount") is not None
+        }
     row_id, _ = await _upsert(session, Plan, "stripe_price_id", values, observed_at, event_id)
     return row_id
 
@@ -185,7 +194,8 @@ async def upsert_plan(
 UPDATE_CUSTOMER = """
 UPDATE accounts
 SET default_payment_method_stripe_id = $2, email = coalesce($3, email),
-    name = coalesce($4, name), last_event_at = $5, last_event_id = $6, updated_at = now()
+    name = coalesce($4, name), address = $7::jsonb, currency = coalesce($8, currency),
+    last_event_at = $5, last_event_id = $6, updated_at = now()
 WHERE stripe_customer_id = $1 AND (last_event_at IS NULL OR last_event_at <= $5)
 RETURNING id
 """
@@ -210,8 +220,10 @@ async def upsert_customer(
     observed_at: datetime,
     event_id: str | None = None,
 ) -> None:
-    """Copy a Stripe customer's default payment method, email and name onto its account."""
+    """Copy a Stripe customer's default payment method, email, name, address and currency
+    onto its account."""
     settings = customer.get("invoice_settings") or {}
+    address = customer.get("address")
     driver = await driver_of(session)
     account_id = await driver.fetchval(
         UPDATE_CUSTOMER,
@@ -221,6 +233,8 @@ async def upsert_customer(
         customer.get("name") or None,
         observed_at,
         event_id,
+        json.dumps(address) if address else None,
+        customer.get("currency") or None,
     )
     _expire_loaded(session, Account, account_id)
 
@@ -270,10 +284,14 @@ async def upsert_payment_method(
 
 
 SUBSCRIPTION_STATUS = "SELECT status FROM subscriptions WHERE stripe_subscription_id = $1"
+SET_ACCOUNT_CURRENCY = (
+    "UPDATE accounts SET currency = $2 WHERE id = $1 AND currency IS NULL RETURNING id"
+)
 
 
 async def upsert_subscription(
     session: AsyncSession,
+    stripe: StripeApi,
     subscription: StripeDict,
     account_id: int,
     plan_id: int,
@@ -282,6 +300,7 @@ async def upsert_subscription(
     event_id: str | None = None,
 ) -> int:
     item = subscription["items"]["data"][0]
+    described = await discounts.described(session, stripe, subscription)
     values = {
         "stripe_subscription_id": subscription["id"],
         "account_id": account_id,
@@ -298,6 +317,8 @@ async def upsert_subscription(
         "trial_end": timestamp(subscription.get("trial_end")),
         "latest_invoice_stripe_id": stripe_id(subscription.get("latest_invoice")),
         "default_payment_method_stripe_id": stripe_id(subscription.get("default_payment_method")),
+        "currency": subscription.get("currency"),
+        "discount": discounts.subscription_discount(subscription, described),
         "stripe_created_at": timestamp(subscription["created"]),
     }
     driver = await driver_of(session)
@@ -305,6 +326,13 @@ async def upsert_subscription(
     row_id, applied = await _upsert(
         session, Subscription, "stripe_subscription_id", values, observed_at, event_id
     )
+    if applied and values["currency"]:
+        # A subscription's currency is its customer's from then on (Stripe bills in one).
+        _expire_loaded(
+            session,
+            Account,
+            await driver.fetchval(SET_ACCOUNT_CURRENCY, account_id, values["currency"]),
+        )
     if applied and values["status"] != status_before:
         # Access follows the subscription's status: announce it only when that moved.
         await publish(session, UpdateKind.ACCESS_UPDATED, account_id=account_id, row_id=row_id)
@@ -322,13 +350,17 @@ def invoice_subscription_id(invoice: StripeDict) -> str | None:
 
 async def upsert_invoice(
     session: AsyncSession,
+    stripe: StripeApi,
     invoice: StripeDict,
     account_id: int,
     *,
     observed_at: datetime,
     event_id: str | None = None,
 ) -> int:
-    taxes = invoice.get("total_taxes")
+    """The invoice with its lines, discounts and taxes; Stripe is read only for a discount or
+    tax rate the mirror has never seen (services/discounts.py, services/taxes.py)."""
+    described_taxes = await taxes.described_taxes(session, stripe, invoice)
+    described_discounts = await discounts.described(session, stripe, invoice)
     transitions = invoice.get("status_transitions") or {}
     values = {
         "stripe_invoice_id": invoice["id"],
@@ -339,7 +371,10 @@ async def upsert_invoice(
         "billing_reason": invoice.get("billing_reason"),
         "currency": invoice["currency"],
         "subtotal": invoice.get("subtotal") or 0,
-        "tax": sum(tax["amount"] for tax in taxes) if taxes else None,
+        "total_discount": sum(
+            entry["amount"] for entry in invoice.get("total_discount_amounts") or []
+        ),
+        "tax": sum(tax["amount"] for tax in described_taxes) if described_taxes else None,
         "total": invoice.get("total") or 0,
         "amount_due": invoice.get("amount_due") or 0,
         "amount_paid": invoice.get("amount_paid") or 0,
@@ -350,6 +385,13 @@ async def upsert_invoice(
         "paid_at": timestamp(transitions.get("paid_at")),
         "hosted_invoice_url": invoice.get("hosted_invoice_url"),
         "stripe_pdf_url": invoice.get("invoice_pdf"),
+        "discounts": discounts.invoice_discounts(invoice, described_discounts),
+        "taxes": described_taxes,
+        "customer_tax_ids": [
+            {"type": entry["type"], "value": entry["value"]}
+            for entry in invoice.get("customer_tax_ids") or []
+        ],
+        "customer_address": invoice.get("customer_address"),
         "stripe_created_at": timestamp(invoice["created"]),
     }
     row_id, applied = await _upsert(
@@ -364,8 +406,8 @@ async def upsert_invoice(
 DELETE_LINES = "DELETE FROM invoice_lines WHERE invoice_id = $1"
 INSERT_LINES = """
 INSERT INTO invoice_lines (invoice_id, stripe_line_id, position, description, amount, currency,
-    quantity, proration, price_stripe_id, period_start, period_end)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    quantity, proration, price_stripe_id, period_start, period_end, tax)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
 
 
@@ -385,17 +427,18 @@ async def _replace_lines(
                 line["amount"],
                 line["currency"],
                 line.get("quantity"),
-                _line_is_proration(line),
+                line_is_proration(line),
                 _line_price(line),
                 timestamp((line.get("period") or {}).get("start")),
                 timestamp((line.get("period") or {}).get("end")),
+                taxes.line_tax(line),
             )
             for position, line in enumerate(lines)
         ],
     )
 
 
-def _line_is_proration(line: StripeDict) -> bool:
+def line_is_proration(line: StripeDict) -> bool:
     parent = line.get("parent") or {}
     details = parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
     return bool(details.get("proration"))
@@ -471,3 +514,56 @@ async def link_transaction(session: AsyncSession, intent_id: str, invoice_id: st
     """Point a mirrored payment at the invoice it paid; False when it is not mirrored."""
     driver = await driver_of(session)
     return await driver.fetchval(LINK_TRANSACTION, intent_id, invoice_id) is not None
+
+
+# A deletion is final: no state seen earlier (or in the same second) brings a tax id back.
+UPSERT_TAX_ID = """
+INSERT INTO tax_ids AS current (stripe_tax_id, account_id, type, value, country, verification,
+    deleted_at, stripe_created_at, last_event_at, last_event_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (stripe_tax_id) DO UPDATE SET verification = excluded.verification,
+    deleted_at = coalesce(current.deleted_at, excluded.deleted_at),
+    last_event_at = excluded.last_event_at, last_event_id = excluded.last_event_id,
+    updated_at = now()
+WHERE current.last_event_at IS NULL OR current.last_event_at <= excluded.last_event_at
+"""
+
+
+async def upsert_tax_id(
+    session: AsyncSession,
+    tax_id: StripeDict,
+    account_id: int,
+    *,
+    observed_at: datetime,
+    event_id: str | None = None,
+    deleted: bool = False,
+) -> int:
+    driver = await driver_of(session)
+    await driver.execute(
+        UPSERT_TAX_ID,
+        tax_id["id"],
+        account_id,
+        tax_id["type"],
+        tax_id["value"],
+        tax_id.get("country"),
+        (tax_id.get("verification") or {}).get("status") or "unavailable",
+        observed_at if deleted else None,
+        timestamp(tax_id.get("created")) or observed_at,
+        observed_at,
+        event_id,
+    )
+    return await driver.fetchval(_row_id_sql("tax_ids", "stripe_tax_id"), tax_id["id"])
+
+
+# Deleted is final: an older event arriving later must not bring the tax id back.
+MARK_TAX_ID_DELETED = """
+UPDATE tax_ids
+SET deleted_at = coalesce(deleted_at, $2), last_event_at = greatest(last_event_at, $2),
+    updated_at = now()
+WHERE stripe_tax_id = $1
+"""
+
+
+async def mark_tax_id_deleted(session: AsyncSession, tax_id: str, *, observed_at: datetime) -> None:
+    driver = await driver_of(session)
+    await driver.execute(MARK_TAX_ID_DELETED, tax_id, observed_at)

@@ -13,8 +13,16 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
-from db.models import PaymentStatus, PaymentTransaction, Plan, Subscription, SubscriptionStatus
+from db.models import (
+    PaymentStatus,
+    PaymentTransaction,
+    Plan,
+    Subscription,
+    SubscriptionStatus,
+)
+from gateway.settings import Settings
 from services import (
+    accounts,
     audit,
     catalog,
     credit_sources,
@@ -23,12 +31,13 @@ from services import (
     mirror,
     payment_methods,
     payments,
+    purchases,
 )
 from services.audit import Actor
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound, about_field
 from services.observability import SUBSCRIPTION_CREATIONS
 from services.pagination import Page, paginate, paginate_each
-from services.stripe.client import StripeApi
+from services.stripe.client import StripeApi, Terms
 
 log = logging.getLogger("billing_gateway.subscriptions")
 
@@ -72,6 +81,8 @@ class Order:
     payment_method_id: str | None = None
     quantity: int | None = None
     idempotency_key: str | None = None
+    promotion_code: str | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,7 @@ class PlanChange:
     quantity: int | None = None
     prorate: bool = True
     idempotency_key: str | None = None
+    promotion_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,11 +187,13 @@ async def write_through(
     )
     async with session.begin():
         row_id = await mirror.upsert_subscription(
-            session, data, account_id, plan.id, observed_at=observed_at
+            session, stripe, data, account_id, plan.id, observed_at=observed_at
         )
         invoice = data.get("latest_invoice")
         if isinstance(invoice, dict):
-            await mirror.upsert_invoice(session, invoice, account_id, observed_at=observed_at)
+            await mirror.upsert_invoice(
+                session, stripe, invoice, account_id, observed_at=observed_at
+            )
         if audit_note is not None:
             _record(session, audit_note, account_id, data["id"])
     if isinstance(invoice, dict):
@@ -255,7 +269,7 @@ async def _once(
     )
 
 
-async def _owned(session: AsyncSession, account_id: int, subscription_id: int) -> Subscription:
+async def owned_live(session: AsyncSession, account_id: int, subscription_id: int) -> Subscription:
     """The caller's subscription that has not ended; NOT_FOUND for anyone else's."""
     async with session.begin():
         row = await get_owned(
@@ -274,14 +288,25 @@ async def _owned(session: AsyncSession, account_id: int, subscription_id: int) -
 
 
 async def create(
-    *, database: Database, stripe: StripeApi, account_id: int, order: Order, actor: Actor
+    *,
+    database: Database,
+    stripe: StripeApi,
+    settings: Settings,
+    account_id: int,
+    order: Order,
+    actor: Actor,
 ) -> Started:
     """Subscribe the account to a plan: charged at once with the given (or the default)
     payment method, else left for Stripe.js to confirm; at most one live subscription."""
     outcome = "error"
     try:
         started = await _create(
-            database=database, stripe=stripe, account_id=account_id, order=order, actor=actor
+            database=database,
+            stripe=stripe,
+            settings=settings,
+            account_id=account_id,
+            order=order,
+            actor=actor,
         )
         outcome = "requires_action" if started.client_secret else "created"
         return started
@@ -293,17 +318,34 @@ async def create(
 
 
 async def _create(
-    *, database: Database, stripe: StripeApi, account_id: int, order: Order, actor: Actor
+    *,
+    database: Database,
+    stripe: StripeApi,
+    settings: Settings,
+    account_id: int,
+    order: Order,
+    actor: Actor,
 ) -> Started:
     _check_input(order.quantity, order.idempotency_key)
     method = order.payment_method_id
     if method is not None:
         payment_methods.check_stripe_id(method)
-    request = {"planId": order.plan_id, "paymentMethodId": method, "quantity": order.quantity or 1}
+    request = {
+        "planId": order.plan_id,
+        "paymentMethodId": method,
+        "quantity": order.quantity or 1,
+        "promotionCode": order.promotion_code,
+        "currency": order.currency,
+    }
 
     async def run() -> Response:
         return await _subscribe(
-            database=database, stripe=stripe, account_id=account_id, order=order, actor=actor
+            database=database,
+            stripe=stripe,
+            settings=settings,
+            account_id=account_id,
+            order=order,
+            actor=actor,
         )
 
     response = await _once(
@@ -320,7 +362,13 @@ async def _create(
 
 
 async def _subscribe(
-    *, database: Database, stripe: StripeApi, account_id: int, order: Order, actor: Actor
+    *,
+    database: Database,
+    stripe: StripeApi,
+    settings: Settings,
+    account_id: int,
+    order: Order,
+    actor: Actor,
 ) -> Response:
     async with database.session() as session:
         plan = await catalog.plan_for_sale(session=session, plan_id=order.plan_id)
@@ -329,6 +377,15 @@ async def _subscribe(
         )
         async with account_lock(database, account_id):
             await refuse_second_subscription(session=session, account_id=account_id)
+            terms = await purchases.terms_for(
+                session=session,
+                stripe=stripe,
+                settings=settings,
+                account=await accounts.load_account(session, account_id),
+                plan=plan,
+                currency=order.currency,
+                promotion_code=order.promotion_code,
+            )
             created = await _create_in_stripe(
                 session=session,
                 stripe=stripe,
@@ -336,6 +393,7 @@ async def _subscribe(
                 customer_id=customer_id,
                 plan=plan,
                 order=order,
+                terms=terms,
             )
             row = await write_through(
                 session=session,
@@ -354,6 +412,8 @@ def _created_note(
     actor: Actor, plan: Plan, order: Order, created: stripe_sdk.Subscription
 ) -> AuditNote:
     details = {"plan": plan.stripe_price_id, "quantity": order.quantity or 1}
+    if order.promotion_code:
+        details["promotion_code"] = order.promotion_code
     return AuditNote(
         actor,
         "subscription.create",
@@ -401,6 +461,7 @@ async def _create_in_stripe(
     customer_id: str,
     plan: Plan,
     order: Order,
+    terms: Terms,
 ) -> stripe_sdk.Subscription:
     method, default = await _payment_method(
         stripe=stripe, account_id=account_id, customer_id=customer_id, order=order
@@ -411,6 +472,7 @@ async def _create_in_stripe(
         quantity=order.quantity or 1,
         payment_method_id=method.id if method is not None else default,
         trial_days=plan.trial_days,
+        terms=terms,
         idempotency_key=stripe_key("create-subscription", account_id, order.idempotency_key),
     )
     if method is not None:
@@ -559,6 +621,7 @@ async def change_plan(
         "planId": change.plan_id,
         "quantity": change.quantity,
         "prorate": change.prorate,
+        "promotionCode": change.promotion_code,
     }
 
     async def run() -> Response:
@@ -583,10 +646,20 @@ async def change_plan(
 async def _change(
     *, session: AsyncSession, stripe: StripeApi, account_id: int, change: PlanChange, actor: Actor
 ) -> Subscription:
-    row = await _owned(session, account_id, change.subscription_id)
+    row = await owned_live(session, account_id, change.subscription_id)
     plan = await catalog.plan_for_sale(session=session, plan_id=change.plan_id)
     quantity = change.quantity or row.quantity
     _check_changeable(row, plan, quantity)
+    account = await accounts.load_account(session, account_id)
+    purchases.currency_for(account, plan, row.currency)
+    code_id = await purchases.promotion_code_id(
+        session=session,
+        stripe=stripe,
+        account=account,
+        code=change.promotion_code,
+        plan=plan,
+        currency=row.currency,
+    )
     # Stripe names the item to change; the mirror does not keep item ids.
     current = await stripe.retrieve_subscription(row.stripe_subscription_id)
     item = current.to_dict()["items"]["data"][0]
@@ -596,6 +669,7 @@ async def _change(
         price_id=plan.stripe_price_id,
         quantity=quantity,
         prorate=change.prorate,
+        promotion_code_id=code_id,
         idempotency_key=stripe_key("change-subscription", account_id, change.idempotency_key),
     )
     invoice = _invoice_of(changed)
@@ -633,7 +707,7 @@ async def resume(
     actor: Actor,
 ) -> Subscription:
     """Undo a cancellation at the period end: the subscription renews again."""
-    row = await _owned(session, account_id, subscription_id)
+    row = await owned_live(session, account_id, subscription_id)
     if not row.cancel_at_period_end:
         raise DomainError(
             ErrorCode.INVALID_STATE, "The subscription is not set to cancel", ["subscriptionId"]
@@ -659,7 +733,7 @@ async def cancel(
     actor: Actor,
 ) -> Subscription:
     """Cancel at the period end (access stays until then) or at once."""
-    row = await _owned(session, account_id, subscription_id)
+    row = await owned_live(session, account_id, subscription_id)
     key = stripe_key("cancel-subscription", account_id, None)
     if at_period_end:
         changed = await stripe.set_cancel_at_period_end(
@@ -670,6 +744,40 @@ async def cancel(
             subscription_id=row.stripe_subscription_id, idempotency_key=key
         )
     note = AuditNote(actor, "subscription.cancel", details={"at_period_end": at_period_end})
+    return await write_through(
+        session=session, stripe=stripe, subscription=changed, account_id=account_id, audit_note=note
+    )
+
+
+async def apply_promotion_code(
+    *,
+    session: AsyncSession,
+    stripe: StripeApi,
+    account_id: int,
+    subscription_id: int,
+    code: str,
+    actor: Actor,
+) -> Subscription:
+    """Apply a promotion code to a live subscription, from its next invoice on."""
+    row = await owned_live(session, account_id, subscription_id)
+    async with session.begin():
+        plan = await catalog.get_plan(session=session, plan_id=row.plan_id)
+    assert plan is not None, "a subscription's plan is mirrored"
+    code_id = await purchases.promotion_code_id(
+        session=session,
+        stripe=stripe,
+        account=await accounts.load_account(session, account_id),
+        code=code,
+        plan=plan,
+        currency=row.currency,
+    )
+    assert code_id is not None
+    changed = await stripe.apply_promotion_code(
+        subscription_id=row.stripe_subscription_id,
+        promotion_code_id=code_id,
+        idempotency_key=stripe_key("apply-promotion-code", account_id, None),
+    )
+    note = AuditNote(actor, "subscription.apply_promotion_code", details={"code": code})
     return await write_through(
         session=session, stripe=stripe, subscription=changed, account_id=account_id, audit_note=note
     )

@@ -23,7 +23,7 @@ from db.models import Plan
 from gateway.app import create_app
 from gateway.auth import mint_token
 from gateway.settings import SANDBOX_WEBHOOK_SECRET, Settings
-from sandbox.demo import sdk_client, seed_catalog
+from sandbox.demo import sdk_client, seed_catalog, seed_promotions
 from sandbox.server import SandboxServer
 from sandbox.store import Store
 from schema.ids import to_global_id
@@ -122,6 +122,7 @@ async def billing(
         await browser.post("/_sandbox/reset")  # the state and any injected faults
     async with sdk_client(stripe_sandbox.url) as client:
         await seed_catalog(client)
+        await seed_promotions(client)
         async with db.session() as session, StripeApi(settings, stripe_sandbox.url) as api:
             await catalog.sync_plans(session=session, stripe=api)
         async with db.session() as session:

@@ -181,3 +181,30 @@ async def test_metrics_are_refused_to_a_customer(client, db: Database, token_for
     result = await graphql(client, METRICS, token=token_for("customer"))
     assert error_codes(result) == ["FORBIDDEN"]
     assert result["data"] is None
+
+
+async def test_mrr_counts_a_subscription_in_the_currency_it_is_billed_in(
+    client, db: Database, token_for
+):
+    account = (await factories.add(db, factories.account())).id
+    plan = await factories.add(db, factories.plan(amount=2900, other_amounts={"aud": 4500}))
+    for n, currency in enumerate((None, "usd", "aud")):
+        await factories.add(
+            db,
+            Subscription(
+                stripe_subscription_id=f"sub_currency_{n}",
+                account_id=account,
+                plan_id=plan.id,
+                status=SubscriptionStatus.ACTIVE,
+                currency=currency,
+                current_period_start=NOW - DAY,
+                current_period_end=NOW + DAY,
+                stripe_created_at=NOW - DAY,
+            ),
+        )
+
+    result = await graphql(client, METRICS, token=token_for("ops", admin=True))
+
+    mrr = result["data"]["admin"]["metrics"]["mrr"]
+    # Two in USD (the plan's own, and one mirrored before currencies were kept), one in AUD.
+    assert mrr == [{"amount": "4500", "currency": "AUD"}, {"amount": "5800", "currency": "USD"}]

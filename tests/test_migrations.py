@@ -25,6 +25,9 @@ TABLES = {
     "read_changes",
     "read_change_totals",
     "reconciliation_marks",
+    "tax_ids",
+    "tax_rates",
+    "discounts",
 }
 
 

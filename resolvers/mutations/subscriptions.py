@@ -42,10 +42,13 @@ class SubscriptionMutations:
                 payment_method_id=input.payment_method_id,
                 quantity=input.quantity,
                 idempotency_key=input.idempotency_key,
+                promotion_code=input.promotion_code,
+                currency=input.currency,
             )
             started = await subscriptions.create(
                 database=info.context.database,
                 stripe=info.context.stripe,
+                settings=info.context.settings,
                 account_id=caller.account.id,
                 order=order,
                 actor=caller.audit_actor,
@@ -69,6 +72,7 @@ class SubscriptionMutations:
                 quantity=input.quantity,
                 prorate=input.prorate is not False,
                 idempotency_key=input.idempotency_key,
+                promotion_code=input.promotion_code,
             )
             row = await subscriptions.change_plan(
                 database=info.context.database,
@@ -123,15 +127,21 @@ class SubscriptionMutations:
         self, info: strawberry.Info, input: CreateCheckoutSessionInput
     ) -> CreateCheckoutSessionPayload:
         async def create(caller: Caller) -> CreateCheckoutSessionPayload:
-            plan_id = _plan_id(input.plan_id)
+            order = hosted_pages.CheckoutOrder(
+                plan_id=_plan_id(input.plan_id),
+                success_url=input.success_url,
+                cancel_url=input.cancel_url,
+                promotion_code=input.promotion_code,
+                allow_promotion_codes=input.allow_promotion_codes is True,
+                currency=input.currency,
+            )
             async with info.context.database.session() as session:
                 checkout = await hosted_pages.create_checkout_session(
                     session=session,
                     stripe=info.context.stripe,
+                    settings=info.context.settings,
                     account_id=caller.account.id,
-                    plan_id=plan_id,
-                    success_url=input.success_url,
-                    cancel_url=input.cancel_url,
+                    order=order,
                 )
             return CreateCheckoutSessionPayload(session_id=checkout.id, url=checkout.url)
 

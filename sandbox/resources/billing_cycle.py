@@ -4,8 +4,12 @@ When a clock reaches them (sandbox/clocks.py): trial_will_end three days before 
 ends; at its end, paid periods start and are invoiced, or, without a payment method, the
 subscription is canceled or paused as trial_settings say; invoice.upcoming some days before
 each renewal; at a period's end, cancellation (cancel_at_period_end) or a renewal invoice,
-a draft that invoices.py finalizes and charges an hour later. `POST /v1/invoices/
-create_preview` rehearses a change or the next renewal and answers the invoice it would make.
+a draft that invoices.py finalizes and charges an hour later.
+
+`POST /v1/invoices/create_preview` rehearses, through the same code as the real request, a
+new subscription (`customer` and `subscription_details.items`, no `subscription`), a change
+to one, or its next renewal, and answers the invoice that would be billed (with the
+`discounts`, `automatic_tax` and `currency` given), then undoes it all, announcing nothing.
 """
 
 import copy
@@ -14,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sandbox.errors import StripeError, invalid_request
+from sandbox.expand import expanded
 from sandbox.registry import Call, Due, StripeObject, handles, timer
 from sandbox.resources.common import one_of, refuse_unsupported
 from sandbox.resources.subscriptions import (
@@ -23,6 +28,7 @@ from sandbox.resources.subscriptions import (
     announce,
     announce_trial_will_end,
     apply_change,
+    create_subscription,
     draft_invoice,
     finish,
     has_payment_method,
@@ -34,7 +40,13 @@ from sandbox.store import DAY, Store
 
 # Subscriptions whose periods end and renew (a paused one bills nothing until resumed).
 RENEWING = ("trialing", "active", "past_due", "unpaid")
-PREVIEWED_CHANGES = frozenset({"items", "proration_behavior", "proration_date"})
+PREVIEWED_CHANGES = frozenset(
+    {"items", "proration_behavior", "proration_date", "default_tax_rates"}
+)
+# What a preview of a new subscription may say about it, besides its items.
+PREVIEWED_STARTS = frozenset({"items", "default_tax_rates", "trial_end"})
+# What a preview may say of the invoice itself, for a new subscription or a change.
+PREVIEWED_TERMS = ("discounts", "automatic_tax", "currency")
 
 
 def period_end(subscription: StripeObject) -> int:
@@ -170,18 +182,54 @@ def _announce_upcoming(store: Store, subscription: StripeObject) -> None:
 
 
 def _rehearse(
-    store: Store, subscription: StripeObject, change: dict[str, Any]
+    store: Store,
+    subscription: StripeObject,
+    change: dict[str, Any],
+    expand: list[str] | None = None,
 ) -> StripeObject | None:
     """The invoice a change would bill at once, else the next renewal's (after the change),
-    as a preview: nothing is kept and nothing announced."""
+    as a preview: nothing is kept and nothing announced. What it names (its discounts) is
+    expanded before it is undone."""
     with store.rehearsal():
         proration = change.get("proration_behavior", "create_prorations")
         invoice = apply_change(store, subscription, change, proration) if change else None
         if invoice is None:
             with store.at(period_end(subscription)):
                 invoice = period_ended(store, subscription)
-        preview = copy.deepcopy(invoice)
+        preview = expanded(store, invoice, expand or []) if invoice else None
     return _as_preview(preview, change.get("proration_date")) if preview else None
+
+
+def _rehearse_start(store: Store, start: dict[str, Any], expand: list[str]) -> StripeObject:
+    """The first invoice a new subscription would bill, as a preview: the subscription is
+    really created (and undone), its invoice shown as the draft it was before finalization."""
+    with store.rehearsal():
+        subscription = create_subscription(
+            store, start | {"payment_behavior": "default_incomplete"}
+        )
+        invoice = store.objects[subscription["latest_invoice"]]
+        preview = expanded(store, invoice, expand)
+    return _as_preview(_as_draft(preview), None)
+
+
+def _as_draft(invoice: StripeObject) -> StripeObject:
+    """What finalizing (and paying a $0 invoice) added, taken off again."""
+    invoice.update(
+        status="draft",
+        number=None,
+        effective_at=None,
+        hosted_invoice_url=None,
+        invoice_pdf=None,
+        due_date=None,
+        ending_balance=None,
+        amount_paid=0,
+        amount_remaining=invoice["amount_due"],
+        attempted=False,
+        attempt_count=0,
+        auto_advance=True,
+    )
+    invoice["status_transitions"] = dict.fromkeys(invoice["status_transitions"])
+    return invoice
 
 
 def _as_preview(invoice: StripeObject, proration_date: int | None) -> StripeObject:
@@ -199,21 +247,42 @@ def _as_preview(invoice: StripeObject, proration_date: int | None) -> StripeObje
 def create_preview(call: Call) -> StripeObject:
     store, params = call.store, call.params
     refuse_unsupported(
-        params, frozenset({"customer", "subscription", "subscription_details"}), "invoice previews"
+        params,
+        frozenset({"customer", "subscription", "subscription_details", *PREVIEWED_TERMS}),
+        "invoice previews",
     )
-    change = params.get("subscription_details") or {}
-    refuse_unsupported(change, PREVIEWED_CHANGES, "invoice previews' subscription_details")
+    details = params.get("subscription_details") or {}
+    terms = {name: params[name] for name in PREVIEWED_TERMS if name in params}
+    expand = params.get("expand", [])
+    if "subscription" not in params and "items" in details:
+        refuse_unsupported(details, PREVIEWED_STARTS, "previews of new subscriptions")
+        if "customer" not in params:
+            raise invalid_request("Missing required param: customer.", param="customer")
+        return _rehearse_start(store, details | terms | {"customer": params["customer"]}, expand)
+    change = details | terms
+    refuse_unsupported(details, PREVIEWED_CHANGES, "invoice previews' subscription_details")
+    subscription = _previewed(store, params)
+    _same_currency(subscription, change.pop("currency", None))
     if "proration_behavior" in change:
         one_of(
             change["proration_behavior"],
             PRORATION_BEHAVIORS,
             "subscription_details[proration_behavior]",
         )
-    subscription = _previewed(store, params)
-    preview = _rehearse(store, subscription, change)
+    preview = _rehearse(store, subscription, change, expand)
     if preview is None:
         raise _nothing_upcoming(subscription["id"])
     return preview
+
+
+def _same_currency(subscription: StripeObject, currency: str | None) -> None:
+    """A subscription keeps the currency it started in."""
+    if currency is not None and currency.lower() != subscription["currency"]:
+        raise invalid_request(
+            f"The subscription is billed in {subscription['currency']}; its currency cannot be "
+            f"changed to {currency.lower()}.",
+            param="currency",
+        )
 
 
 def _previewed(store: Store, params: dict[str, Any]) -> StripeObject:

@@ -1,11 +1,16 @@
 """Checkout Sessions: create, retrieve, list, expire; and the customer completing the hosted
 page (`POST /_sandbox/checkout/sessions/{id}/complete`), which creates the customer if needed,
-saves the card and starts the subscription or takes the payment."""
+saves the card and starts the subscription or takes the payment.
+
+A subscription session takes a coupon or promotion code (`discounts`), or lets the customer
+type a promotion code on the page (`allow_promotion_codes`); the subscription it starts
+carries the discount (sandbox/resources/discounts.py)."""
 
 from typing import Any
 
 from sandbox.errors import StripeError, invalid_request, missing_parameter
 from sandbox.registry import Call, StripeObject, handles
+from sandbox.resources import discounts
 from sandbox.resources.browser import browser_action
 from sandbox.resources.common import in_range, metadata_update, one_of, refuse_unsupported
 from sandbox.store import Store, blank
@@ -33,6 +38,7 @@ SUPPORTED = frozenset(
         "currency",
         "payment_method_types",
         "allow_promotion_codes",
+        "discounts",
         "billing_address_collection",
         "customer_creation",
         "payment_method_collection",
@@ -82,7 +88,10 @@ def create(call: Call) -> StripeObject:
         else None
     )
     lines = _line_items(store, params.get("line_items") or [], mode)
+    params = params | {"currency": _session_currency(store, params, mode, customer, lines)}
+    discounted = _discounts(store, params, mode, customer, lines)
     session = store.add(_new_session(store, params, mode, customer, lines))
+    _show_discounts(session, *discounted)
     store.add(
         {
             "id": f"{session['id']}:details",
@@ -90,9 +99,84 @@ def create(call: Call) -> StripeObject:
             "lines": lines,
             "subscription_data": params.get("subscription_data") or {},
             "payment_intent_data": params.get("payment_intent_data") or {},
+            "discounts": params.get("discounts") or [],
         }
     )
     return session
+
+
+def _discounts(
+    store: Store,
+    params: dict[str, Any],
+    mode: str,
+    customer: StripeObject | None,
+    lines: list[list[Any]],
+) -> tuple[list[StripeObject], int]:
+    """The session's `discounts`, checked: what the session shows, and the amount taken off."""
+    entries = params.get("discounts") or []
+    if not entries:
+        return [], 0
+    if params.get("allow_promotion_codes"):
+        raise invalid_request(
+            "You may only specify one of these parameters: allow_promotion_codes, discounts.",
+            param="allow_promotion_codes",
+        )
+    if mode != "subscription":
+        raise invalid_request(
+            "The sandbox supports `discounts` on Checkout Sessions in `subscription` mode only.",
+            param="discounts",
+        )
+    if len(entries) > 1:
+        raise invalid_request(
+            "A Checkout Session takes only one discount: pass one coupon or promotion code.",
+            param="discounts",
+        )
+    return discounts.for_checkout(
+        store, entries, _purchase(store, customer, lines, params["currency"])
+    )
+
+
+def _session_currency(
+    store: Store,
+    params: dict[str, Any],
+    mode: str,
+    customer: StripeObject | None,
+    lines: list[list[Any]],
+) -> str | None:
+    """The currency the session sells in: `currency` if every price sells in it, else the
+    customer's, else the prices' own (sandbox/resources/prices.py); one customer, one currency."""
+    from sandbox.resources import customers, prices
+
+    if not lines:
+        return params.get("currency")
+    chosen = [store.objects[price_id] for price_id, _ in lines]
+    currency = prices.currency_for(store, customer, chosen, params.get("currency"))
+    if customer is not None and mode == "subscription":
+        customers.check_currency(store, customer, currency)
+    return currency
+
+
+def _purchase(
+    store: Store, customer: StripeObject | None, lines: list[list[Any]], currency: str
+) -> discounts.Purchase:
+    from sandbox.resources.prices import amount_in
+
+    chosen = [(store.objects[price_id], quantity) for price_id, quantity in lines]
+    return discounts.Purchase(
+        customer["id"] if customer else None,
+        currency,
+        [
+            (amount_in(store, price, currency) * quantity, price["product"])
+            for price, quantity in chosen
+        ],
+    )
+
+
+def _show_discounts(session: StripeObject, shown: list[StripeObject], amount: int) -> None:
+    session["discounts"] = shown
+    if session["total_details"] is not None:
+        session["total_details"]["amount_discount"] = amount
+        session["amount_total"] = session["amount_subtotal"] - amount
 
 
 def _line_items(store: Store, entries: list[dict[str, Any]], mode: str) -> list[list[Any]]:
@@ -172,9 +256,11 @@ def _new_session(
     customer: StripeObject | None,
     lines: list[list[Any]],
 ) -> StripeObject:
+    from sandbox.resources.prices import amount_in
+
     now = store.now()
     chosen = [(store.objects[price_id], quantity) for price_id, quantity in lines]
-    total = sum((price["unit_amount"] or 0) * quantity for price, quantity in chosen)
+    total = sum(amount_in(store, price, params["currency"]) * qty for price, qty in chosen)
     session_id = store.new_id("cs_test", 58)
     return blank(
         "checkout.session",
@@ -193,7 +279,7 @@ def _new_session(
         consent=None,
         consent_collection=None,
         created=now,
-        currency=chosen[0][0]["currency"] if chosen else params.get("currency"),
+        currency=params["currency"],
         currency_conversion=None,
         custom_fields=[],
         custom_text={
@@ -334,13 +420,17 @@ def expire(call: Call) -> StripeObject:
 @browser_action("/_sandbox/checkout/sessions/{id}/complete")
 def complete(store: Store, args: dict[str, str], form: dict[str, Any]) -> StripeObject:
     """The customer pays (or saves a card) on the hosted page with a test card (default
-    pm_card_visa). A declined card is answered with Stripe's 402 and the session stays open."""
+    pm_card_visa), having typed a promotion code (`promotion_code`) if the session allows it.
+    A declined card or a refused code is answered with Stripe's error and the session stays
+    open."""
     session = store.get("checkout.session", args["id"], param="id")
     if session["status"] != "open" or session["expires_at"] <= store.now():
         raise invalid_request(
             f"This Checkout Session is {session['status']}; it cannot be completed."
         )
-    details = store.objects[f"{session['id']}:details"]
+    details, typed = _with_typed_code(
+        store, session, store.objects[f"{session['id']}:details"], form
+    )
     customer = _session_customer(store, session, form)
     card = form.get("payment_method", "pm_card_visa")
     if session["mode"] == "payment":
@@ -349,6 +439,8 @@ def complete(store: Store, args: dict[str, str], form: dict[str, Any]) -> Stripe
         assert customer is not None, "subscription and setup sessions always have a customer"
         start = _start_subscription if session["mode"] == "subscription" else _set_up
         start(store, session, details, customer, card)
+    if typed is not None:
+        _show_discounts(session, *typed)
     session.update(status="complete", url=None)
     if customer is not None:
         session["customer"] = customer["id"]
@@ -361,6 +453,26 @@ def complete(store: Store, args: dict[str, str], form: dict[str, Any]) -> Stripe
         )
     store.emit("checkout.session.completed", session)
     return session
+
+
+def _with_typed_code(
+    store: Store, session: StripeObject, details: StripeObject, form: dict[str, Any]
+) -> tuple[StripeObject, tuple[list[StripeObject], int] | None]:
+    """The details to complete the session with, the promotion code the customer typed among
+    them, and what the session shows of it (None without one). It is checked before anything
+    is created; the stored details keep no code the customer may still change."""
+    code = form.get("promotion_code")
+    if not code:
+        return details, None
+    if not session["allow_promotion_codes"] or session["mode"] != "subscription":
+        raise invalid_request(
+            "This Checkout Session does not accept promotion codes.", param="promotion_code"
+        )
+    entry = discounts.typed_code(store, code, session["customer"])
+    customer = store.objects[session["customer"]] if session["customer"] else None
+    purchase = _purchase(store, customer, details["lines"], session["currency"])
+    typed = discounts.for_checkout(store, [entry], purchase)
+    return {**details, "discounts": [entry]}, typed
 
 
 def _session_customer(
@@ -397,6 +509,8 @@ def _start_subscription(
         "metadata": data.get("metadata"),
         "description": data.get("description"),
         "trial_settings": data.get("trial_settings"),
+        "discounts": details.get("discounts", []),
+        "currency": session["currency"],
     }
     # On the hosted page a failed payment is shown to the customer and nothing is created.
     subscription = subscriptions.start_subscription(

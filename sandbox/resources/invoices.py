@@ -13,6 +13,7 @@ from typing import Any
 
 from sandbox.errors import StripeError, invalid_request
 from sandbox.registry import Call, Due, StripeObject, handles, includable, reacts_to, timer
+from sandbox.resources import discounts, tax
 from sandbox.resources.common import format_amount, metadata_update, one_of, refuse_unsupported
 from sandbox.store import DAY, Store, blank, changed_fields
 
@@ -66,7 +67,9 @@ def new_invoice(
         attempt_count=0,
         attempted=False,
         auto_advance=True,
-        automatic_tax=_no_automatic_tax(),
+        automatic_tax=tax.invoice_automatic_tax(
+            bool(((subscription or {}).get("automatic_tax") or {}).get("enabled"))
+        ),
         billing_reason=billing_reason,
         collection_method=(subscription or {}).get("collection_method", "charge_automatically"),
         created=now,
@@ -80,8 +83,8 @@ def new_invoice(
         customer_shipping=None,
         customer_tax_exempt=customer["tax_exempt"],
         customer_tax_ids=[],
-        default_tax_rates=[],
-        discounts=[],
+        default_tax_rates=copy.deepcopy((subscription or {}).get("default_tax_rates") or []),
+        discounts=discounts.for_new_invoice(store, subscription),
         due_date=None,
         issuer={"type": "self"},
         lines={"object": "list", "data": [], "has_more": False, "url": ""},
@@ -122,16 +125,6 @@ def new_invoice(
     invoice["lines"]["url"] = f"/v1/invoices/{invoice['id']}/lines"
     store.add(invoice)
     return invoice
-
-
-def _no_automatic_tax() -> StripeObject:
-    return {
-        "disabled_reason": None,
-        "enabled": False,
-        "liability": None,
-        "provider": None,
-        "status": None,
-    }
 
 
 def _parent(subscription: StripeObject | None) -> StripeObject | None:
@@ -194,7 +187,7 @@ def add_line(
         taxes=[],
     )
     invoice["lines"]["data"].append(line)
-    _total(invoice)
+    total(store, invoice)
     return line
 
 
@@ -233,16 +226,25 @@ def _line_parent(
     }
 
 
-def _total(invoice: StripeObject) -> None:
+def total(store: Store, invoice: StripeObject) -> None:
+    """Stripe's order: the lines' subtotal, then discounts (sandbox/resources/discounts.py), then
+    tax on what is left (sandbox/resources/tax.py); inclusive tax is already in the amounts."""
     subtotal = sum(line["amount"] for line in invoice["lines"]["data"])
+    discounts.discount_lines(store, invoice)
+    tax.tax_lines(store, invoice)
+    discounted = subtotal - sum(entry["amount"] for entry in invoice["total_discount_amounts"])
+    taxes = {"exclusive": 0, "inclusive": 0}
+    for entry in invoice["total_taxes"]:
+        taxes[entry["tax_behavior"]] += entry["amount"]
+    total = discounted + taxes["exclusive"]
     invoice.update(
         subtotal=subtotal,
-        subtotal_excluding_tax=subtotal,
-        total=subtotal,
-        total_excluding_tax=subtotal,
+        subtotal_excluding_tax=subtotal - taxes["inclusive"],
+        total=total,
+        total_excluding_tax=total - taxes["exclusive"] - taxes["inclusive"],
     )
     if invoice["status"] == "draft":
-        invoice["amount_due"] = invoice["amount_remaining"] = max(subtotal, 0)
+        invoice["amount_due"] = invoice["amount_remaining"] = max(total, 0)
 
 
 def new_invoice_item(
@@ -262,7 +264,7 @@ def new_invoice_item(
         "invoiceitem",
         id=store.new_id("ii"),
         amount=amount,
-        currency=price["currency"],
+        currency=subscription["currency"],
         customer=customer,
         date=store.now(),
         description=description,
@@ -287,7 +289,7 @@ def new_invoice_item(
         proration=True,
         quantity=quantity,
         quantity_decimal=str(quantity),
-        tax_rates=[],
+        tax_rates=copy.deepcopy(item["tax_rates"]),
         test_clock=store.objects[customer]["test_clock"],
     )
     store.add(invoice_item)
@@ -337,6 +339,9 @@ def finalize(store: Store, invoice: StripeObject) -> StripeObject:
         )
     customer = store.objects[invoice["customer"]]
     now = store.now()
+    # Tax is settled as the customer is now; the invoice keeps what it shows of them after.
+    tax.settle(store, invoice)
+    total(store, invoice)
     _apply_customer_balance(store, invoice, customer)
     token = store.new_id("test", 40).split("_", 1)[1]
     invoice.update(

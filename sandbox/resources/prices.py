@@ -1,12 +1,20 @@
 """Prices: create (with `product` or `product_data`), retrieve, update, list; recurring prices
-also announce themselves as plans, as Stripe does for compatibility with the Plans API."""
+also announce themselves as plans, as Stripe does for compatibility with the Plans API.
+
+A price may sell in other currencies too (`currency_options`, each with its `unit_amount` and
+`tax_behavior`), which Stripe shows only when expanded (`expand[]=currency_options`, or
+`data.currency_options` on a list); a subscription or Checkout Session bills the option of
+its currency (`currency_for`, `amount_in`)."""
 
 import copy
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from stripe.params._price_create_params import PriceCreateParamsCurrencyOptions
+
 from sandbox.errors import invalid_request
-from sandbox.registry import Call, StripeObject, handles
+from sandbox.params import coerce
+from sandbox.registry import Call, StripeObject, handles, includable
 from sandbox.resources.common import apply_update, metadata_update, one_of
 from sandbox.store import Store, blank, changed_fields
 
@@ -14,6 +22,8 @@ INTERVALS = ("day", "week", "month", "year")
 # The longest billing interval Stripe allows, in each unit.
 MAX_INTERVAL_COUNT = {"day": 365, "week": 52, "month": 12, "year": 1}
 UPDATABLE = ("active", "nickname")
+# A price's other currencies live beside it: Stripe shows them only when expanded.
+CURRENCY_OPTIONS = "sandbox.price_currency_options"
 
 
 @handles("POST", "/v1/prices")
@@ -63,6 +73,8 @@ def create_price(store: Store, params: dict[str, Any], product_id: str) -> Strip
     )
     price["type"] = "recurring" if price["recurring"] else "one_time"
     store.add(price)
+    if params.get("currency_options"):
+        _set_currency_options(store, price, params["currency_options"])
     store.emit("price.created", price)
     if price["recurring"]:
         store.emit("plan.created", as_plan(price))
@@ -217,13 +229,107 @@ def update(call: Call) -> StripeObject:
         price["lookup_key"] = key
     if "tax_behavior" in params:
         _set_tax_behavior(price, params["tax_behavior"])
+    options_before = currency_options(call.store, price)
+    if "currency_options" in params:
+        _set_currency_options(call.store, price, params["currency_options"])
     apply_update(price, params, UPDATABLE)
     changes = changed_fields(before, price)
+    if currency_options(call.store, price) != options_before:
+        changes["currency_options"] = options_before
     if changes:
         call.store.emit("price.updated", price, changes)
         if price["recurring"]:
             call.store.emit("plan.updated", as_plan(price), changes)
     return price
+
+
+def _options_record(store: Store, price: StripeObject) -> StripeObject:
+    record_id = f"{price['id']}:currency_options"
+    if record_id not in store.objects:
+        store.add({"id": record_id, "object": CURRENCY_OPTIONS, "options": {}})
+    return store.objects[record_id]
+
+
+def _set_currency_options(store: Store, price: StripeObject, options: dict[str, Any] | str) -> None:
+    """Add or change the price's other currencies ("" removes them all)."""
+    record = _options_record(store, price)
+    if options == "":
+        record["options"] = {}
+        return
+    for raw, option in options.items():
+        currency = _currency(raw)
+        if currency == price["currency"]:
+            raise invalid_request(
+                "currency_options cannot include the price's own currency.",
+                param=f"currency_options[{raw}]",
+            )
+        path = f"currency_options[{raw}]"
+        # Keyed by currency, the options reach the handler untyped: type each one here.
+        option = coerce(option, PriceCreateParamsCurrencyOptions, path)
+        if "tiers" in option or "custom_unit_amount" in option:
+            raise invalid_request(
+                "The sandbox supports `unit_amount` and `tax_behavior` in currency_options only.",
+                param=path,
+            )
+        amount, decimal = _unit_amount(option)
+        record["options"][currency] = {
+            "custom_unit_amount": None,
+            "tax_behavior": option.get("tax_behavior", price["tax_behavior"]),
+            "unit_amount": amount,
+            "unit_amount_decimal": decimal,
+        }
+
+
+@includable("price", "currency_options")
+def currency_options(store: Store, price: StripeObject) -> StripeObject:
+    """Every currency the price sells in, its own included."""
+    own = {
+        "custom_unit_amount": None,
+        "tax_behavior": price["tax_behavior"],
+        "unit_amount": price["unit_amount"],
+        "unit_amount_decimal": price["unit_amount_decimal"],
+    }
+    return {price["currency"]: own} | _options_record(store, price)["options"]
+
+
+def amount_in(store: Store, price: StripeObject, currency: str) -> int:
+    """The price's unit amount in `currency`; a 400 when it does not sell in it."""
+    return _option(store, price, currency)["unit_amount"] or 0
+
+
+def tax_behavior_in(store: Store, price: StripeObject, currency: str) -> str:
+    return _option(store, price, currency)["tax_behavior"]
+
+
+def _option(store: Store, price: StripeObject, currency: str) -> StripeObject:
+    options = currency_options(store, price)
+    if currency not in options:
+        raise invalid_request(
+            f"The price specified supports currencies of `{', '.join(sorted(options))}` which "
+            f"doesn't include the expected currency of `{currency}`.",
+            param="currency",
+        )
+    return options[currency]
+
+
+def currency_for(
+    store: Store, customer: StripeObject | None, chosen: list[StripeObject], wanted: str | None
+) -> str:
+    """The currency to bill these prices in: the one asked for, else the customer's when every
+    price sells in it, else the first price's own; each price must sell in it."""
+    if wanted:
+        currency = wanted.lower()
+    elif (
+        customer
+        and customer["currency"]
+        and all(customer["currency"] in currency_options(store, price) for price in chosen)
+    ):
+        currency = customer["currency"]
+    else:
+        currency = chosen[0]["currency"]
+    for price in chosen:
+        _option(store, price, currency)
+    return currency
 
 
 def _set_tax_behavior(price: StripeObject, value: str) -> None:

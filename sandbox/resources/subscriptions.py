@@ -18,7 +18,7 @@ from typing import Any
 
 from sandbox.errors import StripeError, invalid_request, missing_parameter
 from sandbox.registry import Call, StripeObject, handles, reacts_to
-from sandbox.resources import invoices
+from sandbox.resources import customers, discounts, invoices, prices, tax, tax_rates
 from sandbox.resources.common import in_range, metadata_update, one_of
 from sandbox.store import DAY, Store, blank, changed_fields
 
@@ -51,7 +51,7 @@ TRIAL_NOTICE = 3 * DAY
 # What the sandbox has announced ahead of time for a subscription (not part of its object).
 TIMELINE = "sandbox.subscription_timeline"
 # What these operations may create; on a failed all-or-nothing operation they are removed.
-UNDONE_TYPES = ("subscription", "invoice", "invoiceitem", "invoice_payment")
+UNDONE_TYPES = ("subscription", "invoice", "invoiceitem", "invoice_payment", "discount")
 # Parameters the sandbox does not model yet; refused rather than silently ignored.
 NOT_MODELLED = (
     "add_invoice_items",
@@ -60,15 +60,12 @@ NOT_MODELLED = (
     "billing_schedules",
     "billing_thresholds",
     "cancel_at",
-    "discounts",
     "backdate_start_date",
     "pause_collection",
     "pending_invoice_item_interval",
     "transfer_data",
     "application_fee_percent",
     "on_behalf_of",
-    "automatic_tax",
-    "default_tax_rates",
     "schedule",
 )
 
@@ -181,12 +178,17 @@ def _customer(store: Store, subscription: StripeObject) -> StripeObject:
     return store.objects[subscription["customer"]]
 
 
-def line_description(store: Store, price: StripeObject, quantity: int) -> str:
+def item_amount(store: Store, subscription: StripeObject, item: StripeObject) -> int:
+    """A period of the item, in the subscription's currency."""
+    return prices.amount_in(store, item["price"], subscription["currency"]) * item["quantity"]
+
+
+def line_description(store: Store, price: StripeObject, quantity: int, currency: str) -> str:
     """`1 × Pro (at $29.00 / month)`, as Stripe describes a subscription line."""
     product = store.objects[price["product"]]
     interval, count = _cadence(price)
     every = interval if count == 1 else f"every {count} {interval}s"
-    amount = invoices.money(price["unit_amount"] or 0, price["currency"])
+    amount = invoices.money(prices.amount_in(store, price, currency), currency)
     return f"{quantity} × {product['name']} (at {amount} / {every})"
 
 
@@ -200,16 +202,17 @@ def _bill_items(store: Store, invoice: StripeObject, items: list[StripeObject]) 
     """A line for each item's current period; a trialing subscription's periods cost $0."""
     for item in items:
         price, quantity = item["price"], item["quantity"]
-        trial = store.objects[item["subscription"]]["status"] == "trialing"
+        subscription = store.objects[item["subscription"]]
+        trial = subscription["status"] == "trialing"
         invoices.add_line(
             store,
             invoice,
-            amount=0 if trial else (price["unit_amount"] or 0) * quantity,
+            amount=0 if trial else item_amount(store, subscription, item),
             price=price,
             quantity=quantity,
             description=f"Trial period for {_named(store, price, quantity)}"
             if trial
-            else line_description(store, price, quantity),
+            else line_description(store, price, quantity, subscription["currency"]),
             period=(item["current_period_start"], item["current_period_end"]),
             subscription_item=item,
         )
@@ -337,7 +340,11 @@ def _refuse_not_modelled(params: dict[str, Any]) -> None:
 
 @handles("POST", "/v1/subscriptions")
 def create(call: Call) -> StripeObject:
-    store, params = call.store, call.params
+    return create_subscription(call.store, call.params)
+
+
+def create_subscription(store: Store, params: dict[str, Any]) -> StripeObject:
+    """A new subscription from create params (also what an invoice preview rehearses)."""
     if "customer" not in params:
         raise missing_parameter("customer")
     customer = store.get("customer", params["customer"], param="customer")
@@ -351,6 +358,13 @@ def create(call: Call) -> StripeObject:
         )
     _refuse_not_modelled(params)
     lines = _initial_items(store, params)
+    chosen = [price for price, _, _ in lines]
+    currency = prices.currency_for(store, customer, chosen, params.get("currency"))
+    amounts = [prices.amount_in(store, price, currency) * qty for price, qty, _ in lines]
+    customers.check_currency(store, customer, currency)
+    if (params.get("automatic_tax") or {}).get("enabled"):
+        tax.require_location(store, customer)
+    params = params | {"currency": currency}
     default_method = _owned_method(store, params.get("default_payment_method"), customer)
     collection = one_of(
         params.get("collection_method", "charge_automatically"),
@@ -362,8 +376,7 @@ def create(call: Call) -> StripeObject:
     trial_end = trial_end_of(store, params, [price for price, _, _ in lines])
     # A trial needs no payment method now; what happens without one is trial_settings' say.
     if collection == "charge_automatically" and behavior != "default_incomplete" and not trial_end:
-        total = sum((price["unit_amount"] or 0) * quantity for price, quantity, _ in lines)
-        _payment_method_needed(store, customer, total, default_method)
+        _payment_method_needed(store, customer, sum(amounts), default_method)
     return start_subscription(
         store,
         customer,
@@ -393,16 +406,25 @@ def start_subscription(
         subscription = _new_subscription(store, customer, params, collection, default_method)
         if trial_end:
             _start_trial(subscription, trial_end)
-        for price, quantity, metadata in lines:
-            _new_item(
+        for index, (price, quantity, metadata) in enumerate(lines):
+            item = _new_item(
                 store, subscription, price, quantity, _first_period(subscription, price), metadata
             )
+            item["tax_rates"] = _item_tax_rates(store, params, index)
+        tax.check_compatible(subscription)
+        discounts.apply_on_create(store, subscription, params)
         _bill_first_period(store, subscription, behavior, params.get("off_session", False))
     store.emit("customer.subscription.created", subscription)
     store.release(_without_updates_of(held, subscription["id"]))
     if trial_end and trial_end - TRIAL_NOTICE <= store.now():
         announce_trial_will_end(store, subscription)
     return subscription
+
+
+def _item_tax_rates(store: Store, params: dict[str, Any], index: int) -> list[StripeObject]:
+    entries = params.get("items") or []
+    rate_ids = entries[index].get("tax_rates") if index < len(entries) else None
+    return tax_rates.applied(store, rate_ids, f"items[{index}][tax_rates]")
 
 
 def _start_trial(subscription: StripeObject, trial_end: int) -> None:
@@ -609,7 +631,9 @@ def _new_subscription(
         id=store.new_id("sub"),
         application=None,
         application_fee_percent=None,
-        automatic_tax={"disabled_reason": None, "enabled": False, "liability": None},
+        automatic_tax=tax.automatic_tax_of(
+            bool((params.get("automatic_tax") or {}).get("enabled"))
+        ),
         billing_cycle_anchor=now,
         billing_cycle_anchor_config=None,
         billing_mode={
@@ -625,13 +649,15 @@ def _new_subscription(
         cancellation_details={"comment": None, "feedback": None, "reason": None},
         collection_method=collection,
         created=now,
-        currency=None,
+        currency=params.get("currency"),
         customer=customer["id"],
         customer_account=None,
         days_until_due=params.get("days_until_due") if collection == "send_invoice" else None,
         default_payment_method=default_method,
         default_source=None,
-        default_tax_rates=[],
+        default_tax_rates=tax_rates.applied(
+            store, params.get("default_tax_rates"), "default_tax_rates"
+        ),
         description=params.get("description"),
         discounts=[],
         ended_at=None,
@@ -675,7 +701,8 @@ def _bill_first_period(
     store: Store, subscription: StripeObject, behavior: str, off_session: bool
 ) -> None:
     items = items_of(subscription)
-    subscription["currency"] = items[0]["price"]["currency"]
+    subscription["currency"] = subscription["currency"] or items[0]["price"]["currency"]
+    customers.bill_in(store, _customer(store, subscription), subscription["currency"])
     if subscription["cancel_at_period_end"]:
         _set_cancel_at_period_end(store, subscription, True)
     invoice = _invoice_now(store, subscription, "subscription_create", items)
@@ -833,6 +860,8 @@ def apply_change(
     when = _proration_date(store, subscription, params.get("proration_date"))
     _apply_fields(store, subscription, params)
     reset = _change_items(store, subscription, params.get("items") or [], proration, when)
+    tax.check_compatible(subscription)
+    discounts.apply_on_update(store, subscription, params)
     if trialing:
         _keep_in_trial(subscription, reset)
         reset = []
@@ -911,6 +940,15 @@ def _apply_fields(store: Store, subscription: StripeObject, params: dict[str, An
                 subscription["cancellation_details"][key] = details[key] or None
     if "trial_settings" in params:
         subscription["trial_settings"] = _trial_settings(params["trial_settings"])
+    if "automatic_tax" in params:
+        enabled = bool(params["automatic_tax"].get("enabled"))
+        if enabled:
+            tax.require_location(store, _customer(store, subscription))
+        subscription["automatic_tax"] = tax.automatic_tax_of(enabled)
+    if "default_tax_rates" in params:
+        subscription["default_tax_rates"] = tax_rates.applied(
+            store, params["default_tax_rates"], "default_tax_rates"
+        )
     if "cancel_at_period_end" in params:
         _set_cancel_at_period_end(store, subscription, params["cancel_at_period_end"])
 
@@ -952,11 +990,8 @@ def _change_items(
         raise invalid_request(
             "A subscription must have at least one item; cancel it instead.", param="items"
         )
-    prices = {item["price"]["currency"] for item in items_of(subscription)}
-    if len(prices) > 1:
-        raise invalid_request(
-            "All prices on a subscription must have the same `currency`.", param="items"
-        )
+    for item in items_of(subscription):
+        prices.amount_in(store, item["price"], subscription["currency"])
     if subscription["cancel_at_period_end"]:
         _set_cancel_at_period_end(store, subscription, True)
     return reset
@@ -985,6 +1020,8 @@ def _modify_item(
     quantity = _quantity(entry, path, default=item["quantity"])
     if "metadata" in entry:
         item["metadata"] = metadata_update(item["metadata"], entry["metadata"])
+    if "tax_rates" in entry:
+        item["tax_rates"] = tax_rates.applied(store, entry["tax_rates"], f"{path}[tax_rates]")
     if price["id"] == item["price"]["id"] and quantity == item["quantity"]:
         return []
     if proration != "none":
@@ -1024,6 +1061,7 @@ def _add_item(
     item = _new_item(
         store, subscription, price, _quantity(entry, path), period, entry.get("metadata")
     )
+    item["tax_rates"] = tax_rates.applied(store, entry.get("tax_rates"), f"{path}[tax_rates]")
     if peer is None:
         return [item]
     if proration != "none":
@@ -1054,8 +1092,7 @@ def prorated(amount: int, item: StripeObject, when: int) -> int:
 
 
 def _credit_unused(store: Store, subscription: StripeObject, item: StripeObject, when: int) -> None:
-    full = (item["price"]["unit_amount"] or 0) * item["quantity"]
-    amount = prorated(full, item, when)
+    amount = prorated(item_amount(store, subscription, item), item, when)
     if amount:
         _proration_item(store, subscription, item, -amount, "Unused time on", when)
 
@@ -1063,8 +1100,7 @@ def _credit_unused(store: Store, subscription: StripeObject, item: StripeObject,
 def _charge_remaining(
     store: Store, subscription: StripeObject, item: StripeObject, when: int
 ) -> None:
-    full = (item["price"]["unit_amount"] or 0) * item["quantity"]
-    amount = prorated(full, item, when)
+    amount = prorated(item_amount(store, subscription, item), item, when)
     if amount:
         _proration_item(store, subscription, item, amount, "Remaining time on", when)
 

@@ -6,6 +6,7 @@ the API base), so tests exercise exactly what production runs."""
 
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -21,6 +22,30 @@ TIMEOUT_SECONDS = 20
 NETWORK_RETRIES = 2
 # What a subscription create or change needs back to mirror it and to answer the caller.
 SUBSCRIPTION_EXPAND = ["latest_invoice.confirmation_secret", "latest_invoice.payments"]
+# What describing a discount needs (services/discounts.py): its coupon and promotion code.
+DISCOUNT_EXPAND = ["discounts.source.coupon", "discounts.promotion_code"]
+
+
+@dataclass(frozen=True)
+class Terms:
+    """How a purchase is billed beyond its price: the currency, a promotion code, the tax."""
+
+    currency: str | None = None
+    promotion_code_id: str | None = None
+    automatic_tax: bool = False
+    tax_rate_ids: tuple[str, ...] = ()
+
+    def subscription_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self.currency:
+            params["currency"] = self.currency
+        if self.promotion_code_id:
+            params["discounts"] = [{"promotion_code": self.promotion_code_id}]
+        if self.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
+        if self.tax_rate_ids:
+            params["default_tax_rates"] = list(self.tax_rate_ids)
+        return params
 
 
 # Where calls go when there is neither a key nor a sandbox: nowhere (the discard port), so
@@ -88,6 +113,45 @@ class StripeApi:
     async def retrieve_customer(self, customer_id: str) -> stripe.Customer:
         return await self.call("customers.retrieve", self.v1.customers.retrieve_async(customer_id))
 
+    async def update_billing_details(
+        self, *, customer_id: str, details: dict[str, Any], idempotency_key: str
+    ) -> stripe.Customer:
+        """Set the customer's name, email and address (given keys only)."""
+        request = self.v1.customers.update_async(
+            customer_id,
+            details,
+            self._write(idempotency_key),  # type: ignore[arg-type]
+        )
+        return await self.call("customers.update", request)
+
+    async def create_tax_id(
+        self, *, customer_id: str, type: str, value: str, idempotency_key: str
+    ) -> stripe.TaxId:
+        params: Any = {"type": type, "value": value}
+        request = self.v1.customers.tax_ids.create_async(
+            customer_id, params, self._write(idempotency_key)
+        )
+        return await self.call("customers.tax_ids.create", request)
+
+    async def delete_tax_id(self, *, customer_id: str, tax_id: str) -> None:
+        request = self.v1.customers.tax_ids.delete_async(customer_id, tax_id)
+        await self.call("customers.tax_ids.delete", request)
+
+    async def retrieve_tax_rate(self, tax_rate_id: str) -> stripe.TaxRate:
+        return await self.call("tax_rates.retrieve", self.v1.tax_rates.retrieve_async(tax_rate_id))
+
+    async def find_promotion_code(self, code: str) -> dict[str, Any] | None:
+        """The promotion code customers type as `code` (its coupon expanded), None when Stripe
+        has none. Codes are case-insensitive on Stripe; an active one wins over inactive ones."""
+        params: Any = {
+            "code": code,
+            "limit": 10,
+            "expand": ["data.promotion.coupon.applies_to"],
+        }
+        page = await self.call("promotion_codes.list", self.v1.promotion_codes.list_async(params))
+        found = sorted((code.to_dict() for code in page.data), key=lambda c: not c["active"])
+        return found[0] if found else None
+
     async def set_default_payment_method(
         self, *, customer_id: str, payment_method_id: str | None, idempotency_key: str
     ) -> stripe.Customer:
@@ -137,9 +201,9 @@ class StripeApi:
     # --- catalog ----------------------------------------------------------------------
 
     async def list_prices(self, *, product_id: str | None = None) -> list[stripe.Price]:
-        """Every price (of one product, if given), with its product expanded."""
+        """Every price (of one product, if given), with its product and currencies expanded."""
         prices: list[stripe.Price] = []
-        params: Any = {"limit": 100, "expand": ["data.product"]}
+        params: Any = {"limit": 100, "expand": ["data.product", "data.currency_options"]}
         if product_id is not None:
             params["product"] = product_id
         while True:
@@ -150,8 +214,10 @@ class StripeApi:
             params = params | {"starting_after": page.data[-1].id}
 
     async def retrieve_price(self, price_id: str) -> stripe.Price:
-        """One price, with its product expanded."""
-        request = self.v1.prices.retrieve_async(price_id, {"expand": ["product"]})
+        """One price, with its product and currencies expanded."""
+        request = self.v1.prices.retrieve_async(
+            price_id, {"expand": ["product", "currency_options"]}
+        )
         return await self.call("prices.retrieve", request)
 
     # --- subscriptions ------------------------------------------------------------------
@@ -165,13 +231,14 @@ class StripeApi:
         payment_method_id: str | None,
         trial_days: int | None,
         idempotency_key: str,
+        terms: Terms = Terms(),
     ) -> stripe.Subscription:
         params: Any = {
             "customer": customer_id,
             "items": [{"price": price_id, "quantity": quantity}],
             "expand": SUBSCRIPTION_EXPAND,
             "payment_settings": {"save_default_payment_method": "on_subscription"},
-        }
+        } | terms.subscription_params()
         if payment_method_id:
             params |= {
                 "default_payment_method": payment_method_id,
@@ -185,10 +252,10 @@ class StripeApi:
         request = self.v1.subscriptions.create_async(params, self._write(idempotency_key))
         return await self.call("subscriptions.create", request)
 
-    async def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
-        request = self.v1.subscriptions.retrieve_async(
-            subscription_id, {"expand": SUBSCRIPTION_EXPAND}
-        )
+    async def retrieve_subscription(
+        self, subscription_id: str, *, expand: list[str] = SUBSCRIPTION_EXPAND
+    ) -> stripe.Subscription:
+        request = self.v1.subscriptions.retrieve_async(subscription_id, {"expand": expand})
         return await self.call("subscriptions.retrieve", request)
 
     async def list_subscriptions(self, customer_id: str) -> list[stripe.Subscription]:
@@ -212,8 +279,9 @@ class StripeApi:
         quantity: int,
         prorate: bool,
         idempotency_key: str,
+        promotion_code_id: str | None = None,
     ) -> stripe.Subscription:
-        params: Any = {
+        params: Any = Terms(promotion_code_id=promotion_code_id).subscription_params() | {
             "items": [{"id": item_id, "price": price_id, "quantity": quantity}],
             "proration_behavior": "always_invoice" if prorate else "none",
             # A change whose invoice cannot be paid now is not made at all (Stripe answers 402),
@@ -223,6 +291,15 @@ class StripeApi:
         }
         request = self.v1.subscriptions.update_async(
             subscription_id, params, self._write(idempotency_key)
+        )
+        return await self.call("subscriptions.update", request)
+
+    async def apply_promotion_code(
+        self, *, subscription_id: str, promotion_code_id: str, idempotency_key: str
+    ) -> stripe.Subscription:
+        params: Any = Terms(promotion_code_id=promotion_code_id).subscription_params()
+        request = self.v1.subscriptions.update_async(
+            subscription_id, params | {"expand": SUBSCRIPTION_EXPAND}, self._write(idempotency_key)
         )
         return await self.call("subscriptions.update", request)
 
@@ -246,11 +323,19 @@ class StripeApi:
 
     # --- invoices and payments ----------------------------------------------------------
 
-    async def retrieve_invoice(self, invoice_id: str) -> stripe.Invoice:
-        request = self.v1.invoices.retrieve_async(
-            invoice_id, {"expand": ["payments", "confirmation_secret"]}
-        )
+    async def retrieve_invoice(
+        self, invoice_id: str, *, expand: list[str] | None = None
+    ) -> stripe.Invoice:
+        params: Any = {"expand": expand or ["payments", "confirmation_secret"]}
+        request = self.v1.invoices.retrieve_async(invoice_id, params)
         return await self.call("invoices.retrieve", request)
+
+    async def preview_invoice(self, params: dict[str, Any]) -> stripe.Invoice:
+        """What Stripe would bill for a new subscription or a change (nothing is changed)."""
+        request = self.v1.invoices.create_preview_async(
+            params | {"expand": DISCOUNT_EXPAND}  # type: ignore[arg-type]
+        )
+        return await self.call("invoices.create_preview", request)
 
     async def pay_invoice(
         self,
@@ -346,6 +431,8 @@ class StripeApi:
         cancel_url: str,
         trial_days: int | None,
         idempotency_key: str,
+        terms: Terms = Terms(),
+        allow_promotion_codes: bool = False,
     ) -> stripe.checkout.Session:
         params: Any = {
             "mode": "subscription",
@@ -354,8 +441,21 @@ class StripeApi:
             "success_url": success_url,
             "cancel_url": cancel_url,
         }
+        subscription_data: dict[str, Any] = {}
         if trial_days:
-            params["subscription_data"] = {"trial_period_days": trial_days}
+            subscription_data["trial_period_days"] = trial_days
+        if terms.tax_rate_ids:
+            subscription_data["default_tax_rates"] = list(terms.tax_rate_ids)
+        if subscription_data:
+            params["subscription_data"] = subscription_data
+        if terms.currency:
+            params["currency"] = terms.currency
+        if terms.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
+        if terms.promotion_code_id:
+            params["discounts"] = [{"promotion_code": terms.promotion_code_id}]
+        elif allow_promotion_codes:
+            params["allow_promotion_codes"] = True
         request = self.v1.checkout.sessions.create_async(params, self._write(idempotency_key))
         return await self.call("checkout.sessions.create", request)
 

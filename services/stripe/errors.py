@@ -100,7 +100,21 @@ def _card_error(error: stripe.CardError) -> DomainError:
     )
 
 
+# Stripe's refusals of what the caller chose, by the parameter (or error code) Stripe names:
+# the domain's code and the input field it is about.
+REFUSALS = {
+    "discounts": (ErrorCode.INVALID_PROMOTION_CODE, "promotionCode"),
+    "coupon_expired": (ErrorCode.INVALID_PROMOTION_CODE, "promotionCode"),
+    "currency": (ErrorCode.UNSUPPORTED_CURRENCY, "currency"),
+    "tax_id_invalid": (ErrorCode.INVALID_TAX_ID, "value"),
+}
+
+
 def _invalid_request(operation: str, error: stripe.InvalidRequestError) -> DomainError:
+    refusal = REFUSALS.get((error.param or "").split("[", 1)[0]) or REFUSALS.get(error.code or "")
+    if refusal is not None:
+        code, field = refusal
+        return DomainError(code, error.user_message or "Stripe refused it", [field])
     if error.http_status == 404 or error.code == "resource_missing":
         return DomainError(ErrorCode.NOT_FOUND, "Stripe does not know that object")
     log.warning("stripe %s refused the request: %s (param %s)", operation, error.code, error.param)

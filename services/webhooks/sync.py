@@ -67,10 +67,12 @@ async def mirror_subscription_data(
 ) -> None:
     """Mirror a freshly read subscription (latest invoice expanded with its payments)."""
     plan_id = await plan_id_for(session, stripe, mirror.subscription_price_id(data), observed_at)
-    await mirror.upsert_subscription(session, data, account_id, plan_id, observed_at=observed_at)
+    await mirror.upsert_subscription(
+        session, stripe, data, account_id, plan_id, observed_at=observed_at
+    )
     invoice = data.get("latest_invoice")
     if isinstance(invoice, dict):
-        await mirror.upsert_invoice(session, invoice, account_id, observed_at=observed_at)
+        await mirror.upsert_invoice(session, stripe, invoice, account_id, observed_at=observed_at)
         await link_payments(session, stripe, invoice, account_id, observed_at)
 
 
@@ -114,7 +116,7 @@ async def mirror_invoice(
 ) -> None:
     """Mirror an invoice as Stripe has it now, and link (or mirror) its payments."""
     invoice = (await stripe.retrieve_invoice(invoice_id)).to_dict()
-    await mirror.upsert_invoice(session, invoice, account_id, observed_at=observed_at)
+    await mirror.upsert_invoice(session, stripe, invoice, account_id, observed_at=observed_at)
     await link_payments(session, stripe, invoice, account_id, observed_at)
 
 

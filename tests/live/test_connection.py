@@ -9,6 +9,7 @@ from db.models import Invoice, InvoiceStatus, Subscription, SubscriptionStatus
 from schema.ids import to_global_id
 from services import mirror
 from services.live import UpdateKind
+from services.stripe.client import StripeApi
 from tests import factories
 from tests.conftest import error_codes
 from tests.live.support import (
@@ -209,7 +210,7 @@ async def test_subscriptions_are_refused_over_http(client, db, token_for):
     assert (await client.post("/graphql", json={"query": "{ plans { id } }"})).status_code == 200
 
 
-async def test_a_subscription_becoming_active_updates_access(gateway, db, token_for):
+async def test_a_subscription_becoming_active_updates_access(gateway, db, token_for, settings):
     alice = await customer(db, "alice")
     plan = await factories.add(db, factories.plan())
     start = datetime.now(UTC).replace(microsecond=0)
@@ -232,9 +233,9 @@ async def test_a_subscription_becoming_active_updates_access(gateway, db, token_
         await live.subscribe(ACCESS_UPDATES)
         await subscribed(gateway, 1)
 
-        async with db.session() as session, session.begin():
+        async with db.session() as session, session.begin(), StripeApi(settings, None) as stripe:
             row_id = await mirror.upsert_subscription(
-                session, stripe_subscription, alice.id, plan.id, observed_at=start
+                session, stripe, stripe_subscription, alice.id, plan.id, observed_at=start
             )
 
         first = (await live.next_data())["billingUpdates"]

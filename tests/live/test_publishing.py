@@ -14,6 +14,7 @@ from sqlalchemy import make_url
 from db.database import Database
 from services import mirror
 from services.live import CHANNEL
+from services.stripe.client import StripeApi
 from tests import factories
 from tests.live.support import customer
 
@@ -101,14 +102,16 @@ async def test_a_rolled_back_change_is_never_announced(db, notices):
     assert notices == [{"kind": "PAYMENT_UPDATED", "account": alice.id, "row": row_id}]
 
 
-async def test_access_is_announced_when_a_subscription_status_moves(db, notices):
+async def test_access_is_announced_when_a_subscription_status_moves(db, notices, settings):
     alice = await customer(db, "alice")
     plan = await factories.add(db, factories.plan(stripe_price_id="price_x"))
 
     async def apply(status: str, seconds: int) -> int:
-        async with db.session() as session, session.begin():
+        # A subscription with no discounts: Stripe is never asked (StripeApi points nowhere).
+        async with db.session() as session, session.begin(), StripeApi(settings, None) as stripe:
             return await mirror.upsert_subscription(
                 session,
+                stripe,
                 subscription(status),
                 alice.id,
                 plan.id,

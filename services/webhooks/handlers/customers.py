@@ -37,3 +37,21 @@ async def _deleted(session: AsyncSession, event: StripeDict) -> None:
     await mirror.mark_customer_deleted(
         session, obj(event)["id"], observed_at=event_time(event), event_id=event["id"]
     )
+
+
+@dispatch.handles("customer.tax_id.created", "customer.tax_id.updated", "customer.tax_id.deleted")
+async def tax_id_changed(session: AsyncSession, stripe: StripeApi, event: StripeDict) -> None:
+    """A customer's tax id (its verification moves on its own); a deleted one stays deleted."""
+    tax_id = obj(event)
+    await lock(session, tax_id["id"])
+    account_id = await mirror.account_id_for_customer(session, mirror.stripe_id(tax_id["customer"]))
+    if account_id is None:
+        return
+    await mirror.upsert_tax_id(
+        session,
+        tax_id,
+        account_id,
+        observed_at=event_time(event),
+        event_id=event["id"],
+        deleted=event["type"] == "customer.tax_id.deleted",
+    )

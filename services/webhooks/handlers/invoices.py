@@ -77,7 +77,7 @@ async def _apply(
         await sync.mirror_invoice(session, stripe, invoice["id"], account_id, observed_at)
         return
     await mirror.upsert_invoice(
-        session, invoice, account_id, observed_at=event_time(event), event_id=event["id"]
+        session, stripe, invoice, account_id, observed_at=event_time(event), event_id=event["id"]
     )
     if await _may_bring_payments(session, invoice, event):
         # Event snapshots leave out `payments` (an includable field); only a read has them.

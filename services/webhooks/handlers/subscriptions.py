@@ -37,6 +37,7 @@ async def subscription_changed(session: AsyncSession, stripe: StripeApi, event: 
     else:
         await mirror.upsert_subscription(
             session,
+            stripe,
             subscription,
             account_id,
             plan_id,

@@ -34,16 +34,20 @@ export type CancelSubscriptionInput = {
 export type ChangeSubscriptionPlanInput = {
   idempotencyKey?: string | null | undefined;
   planId: string | number;
+  promotionCode?: string | null | undefined;
   prorate?: boolean | null | undefined;
   quantity?: number | null | undefined;
   subscriptionId: string | number;
 };
 
 export type CreateSubscriptionInput = {
+  /** ISO 4217; one of the plan's amounts. Default: the customer's currency, else the plan's. */
+  currency?: string | null | undefined;
   idempotencyKey?: string | null | undefined;
   /** A Stripe PaymentMethod id from Stripe.js (pm_...); the default one when absent. */
   paymentMethodId?: string | null | undefined;
   planId: string | number;
+  promotionCode?: string | null | undefined;
   quantity?: number | null | undefined;
 };
 
@@ -94,12 +98,15 @@ export type UserErrorCode =
   | 'IDEMPOTENCY_KEY_REUSED'
   | 'INSUFFICIENT_CREDITS'
   | 'INVALID_INPUT'
+  | 'INVALID_PROMOTION_CODE'
   | 'INVALID_STATE'
+  | 'INVALID_TAX_ID'
   | 'NOT_FOUND'
   | 'PAYMENT_FAILED'
   | 'RATE_LIMITED'
   | 'RAW_CARD_DATA_REJECTED'
-  | 'STRIPE_UNAVAILABLE';
+  | 'STRIPE_UNAVAILABLE'
+  | 'UNSUPPORTED_CURRENCY';
 
 export type WebhookEventStatus =
   | 'FAILED'
