@@ -261,3 +261,125 @@ async def test_the_demo_catalog_sells_in_aud_and_an_old_one_gains_it(stripe_clie
         "pro_monthly": ("exclusive", 4500),
         "pro_yearly": ("exclusive", 45000),
     }
+
+
+# The seeded catalog in AUD ----------------------------------------------------------------------
+
+
+async def seeded(client: stripe.StripeClient) -> dict:
+    """The demo catalog (sandbox/demo.py), by lookup key."""
+    from sandbox.demo import seed_catalog
+
+    await seed_catalog(client)
+    prices = await client.v1.prices.list_async({"limit": 100})
+    return {price.lookup_key: price for price in prices.data}
+
+
+async def currency_changes(client: stripe.StripeClient) -> list:
+    """The customer.updated events that changed a customer's currency."""
+    updated = (await client.v1.events.list_async({"type": "customer.updated"})).data
+    return [
+        event
+        for event in updated
+        if "currency" in (event.data.to_dict().get("previous_attributes") or {})
+    ]
+
+
+async def test_subscribing_in_aud_sets_the_customers_currency_once(stripe_client):
+    v1 = stripe_client.v1
+    catalog = await seeded(stripe_client)
+    customer, _ = await customer_with_card(stripe_client)
+    assert customer.currency is None
+    subscription = await v1.subscriptions.create_async(
+        {
+            "customer": customer.id,
+            "items": [{"price": catalog["pro_monthly"].id}],
+            "currency": "aud",
+            "expand": ["latest_invoice"],
+        }
+    )
+    assert subscription.currency == "aud" and subscription.status == "active"
+    invoice = subscription.latest_invoice
+    assert (invoice.currency, invoice.subtotal, invoice.amount_paid) == ("aud", 4500, 4500)
+    (event,) = await currency_changes(stripe_client)
+    assert event.data.previous_attributes["currency"] is None
+    assert event.data.object.currency == "aud" and event.data.object.id == customer.id
+    # A second subscription in AUD (the customer's currency, chosen without asking) changes
+    # nothing more.
+    starter = await v1.subscriptions.create_async(
+        {"customer": customer.id, "items": [{"price": catalog["starter_monthly"].id}]}
+    )
+    assert starter.currency == "aud"
+    assert (await v1.invoices.retrieve_async(starter.latest_invoice)).amount_paid == 1400
+    assert len(await currency_changes(stripe_client)) == 1
+
+
+async def test_a_refused_currency_creates_nothing(stripe_client):
+    v1 = stripe_client.v1
+    catalog = await seeded(stripe_client)
+    customer, _ = await customer_with_card(stripe_client)
+    events_before = len((await v1.events.list_async({"limit": 100})).data)
+    error = await refused(
+        v1.subscriptions.create_async(
+            {
+                "customer": customer.id,
+                "items": [{"price": catalog["pro_monthly"].id}],
+                "currency": "eur",
+            }
+        )
+    )
+    assert (error.http_status, error.param) == (400, "currency")
+    assert "`eur`" in error.user_message and "aud, usd" in error.user_message
+    assert (await v1.subscriptions.list_async({"status": "all"})).data == []
+    assert (await v1.invoices.list_async()).data == []
+    assert (await v1.customers.retrieve_async(customer.id)).currency is None
+    assert len((await v1.events.list_async({"limit": 100})).data) == events_before
+
+    await v1.subscriptions.create_async(
+        {
+            "customer": customer.id,
+            "items": [{"price": catalog["pro_monthly"].id}],
+            "currency": "aud",
+        }
+    )
+    usd = await refused(
+        v1.subscriptions.create_async(
+            {
+                "customer": customer.id,
+                "items": [{"price": catalog["starter_monthly"].id}],
+                "currency": "usd",
+            }
+        )
+    )
+    assert usd.user_message.startswith("You cannot combine currencies on a single customer.")
+    assert usd.user_message.endswith("with currency aud.")
+    assert len((await v1.subscriptions.list_async({"status": "all"})).data) == 1
+    assert len((await v1.invoices.list_async()).data) == 1
+
+
+async def test_a_plan_change_in_aud_is_prorated_and_renewed_in_aud(stripe_client):
+    v1 = stripe_client.v1
+    catalog = await seeded(stripe_client)
+    clock = await clock_at(stripe_client)
+    customer = await customer_on(stripe_client, clock)
+    subscription = await v1.subscriptions.create_async(
+        {
+            "customer": customer.id,
+            "items": [{"price": catalog["starter_monthly"].id}],
+            "currency": "aud",
+        }
+    )
+    item = subscription["items"].data[0]
+    await advance(stripe_client, clock, JAN_31 + 14 * DAY)
+    # Prorations wait for the renewal: half of February (14 of 28 days) at A$14.00 credited,
+    # at A$45.00 charged.
+    await v1.subscriptions.update_async(
+        subscription.id, {"items": [{"id": item.id, "price": catalog["pro_monthly"].id}]}
+    )
+    pending = await v1.invoice_items.list_async({"customer": customer.id, "pending": True})
+    assert sorted((i.amount, i.currency) for i in pending.data) == [(-700, "aud"), (2250, "aud")]
+    await advance(stripe_client, clock, JAN_31 + 28 * DAY + 2 * 3600)
+    renewal = (await v1.invoices.list_async({"subscription": subscription.id})).data[0]
+    assert renewal.billing_reason == "subscription_cycle" and renewal.currency == "aud"
+    assert sorted(line.amount for line in renewal.lines.data) == [-700, 2250, 4500]
+    assert (renewal.total, renewal.amount_paid, renewal.status) == (6050, 6050, "paid")

@@ -110,3 +110,90 @@ async def test_tax_objects_have_exactly_their_fixtures_keys(stripe_client):
                 "extra": sorted(extra),
             }
     assert problems == {}
+
+
+async def exercise_changes(client: stripe.StripeClient) -> list[dict]:
+    """Preview and make taxed, discounted changes on a clock; collect every answer."""
+    from tests.sandbox.test_previews import demo_catalog, started_on_march_1
+    from tests.sandbox.test_proration import MAR_11
+
+    responses = []
+
+    async def keep(awaitable):
+        result = await awaitable
+        responses.append(result.to_dict())
+        return result
+
+    v1 = client.v1
+    catalog, code = await demo_catalog(client)
+    customer, subscription = await started_on_march_1(
+        client, "AU", catalog["starter_monthly"], automatic_tax={"enabled": True}
+    )
+    discount_paths = ["discounts.source.coupon", "discounts.promotion_code"]
+    await keep(
+        v1.invoices.create_preview_async(
+            {
+                "customer": customer.id,
+                "subscription_details": {"items": [{"price": catalog["pro_yearly"].id}]},
+                "discounts": [{"promotion_code": code.id}],
+                "automatic_tax": {"enabled": True},
+                "expand": discount_paths,
+            }
+        )
+    )
+    change = {
+        "items": [{"id": subscription["items"].data[0].id, "price": catalog["pro_monthly"].id}],
+        "proration_behavior": "always_invoice",
+        "proration_date": MAR_11,
+    }
+    await keep(
+        v1.invoices.create_preview_async(
+            {"subscription": subscription.id, "subscription_details": change}
+        )
+    )
+    await keep(v1.invoices.create_preview_async({"subscription": subscription.id}))
+    updated = await keep(
+        v1.subscriptions.update_async(
+            subscription.id,
+            {**change, "expand": ["latest_invoice", "items.data.price.currency_options"]},
+        )
+    )
+    await keep(v1.invoices.line_items.list_async(updated.latest_invoice.id))
+    await keep(v1.tax_rates.list_async({"limit": 100}))
+    await keep(
+        v1.tax_rates.retrieve_async(updated.latest_invoice.total_taxes[0].tax_rate_details.tax_rate)
+    )
+    await keep(v1.customers.tax_ids.list_async(customer.id))
+    responses.append((await v1.events.list_async({"limit": 100})).to_dict())
+    return responses
+
+
+async def test_taxed_changes_and_their_previews_have_exactly_their_fixtures_keys(stripe_client):
+    from tests.sandbox.test_fidelity_discounts import differences as discount_differences
+
+    objects = stripe_objects(await exercise_changes(stripe_client))
+    seen = {obj["object"] for obj in objects}
+    assert {
+        "coupon",
+        "discount",
+        "promotion_code",
+        "invoice",
+        "line_item",
+        "price",
+        "subscription",
+        "tax_rate",
+        "event",
+    } <= seen
+    previews = [o for o in objects if o["object"] == "invoice" and o["id"].startswith("upcoming_")]
+    assert len(previews) >= 3 and any(p["total_taxes"] for p in previews)
+    assert any("currency_options" in o for o in objects if o["object"] == "price")
+    problems = {}
+    for obj in objects:
+        missing, extra = discount_differences(obj)
+        extra -= EXPANDED_ONLY.get(obj["object"], set())
+        if missing or extra:
+            problems[f"{obj['object']} {obj['id']}"] = {
+                "missing": sorted(missing),
+                "extra": sorted(extra),
+            }
+    assert problems == {}

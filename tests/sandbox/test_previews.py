@@ -2,10 +2,14 @@
 billed: for a new subscription and for changes to one, with tax, discounts and in AUD. A
 preview keeps nothing and announces nothing."""
 
+import asyncio
+
+import pytest
 import stripe
 
 from tests.sandbox.test_currencies import multi_currency_price
 from tests.sandbox.test_discounts import coupon, promotion_code
+from tests.sandbox.test_proration import MAR_1, MAR_11, MAR_21
 from tests.sandbox.test_tax import located_customer, priced, refused
 from tests.sandbox.test_time import DAY, HOUR, JAN_31, advance, clock_at, customer_on, invoices_of
 
@@ -256,3 +260,240 @@ async def test_a_quantity_change_billed_at_the_renewal(stripe_client):
     # Two more for half of February (+$30.00), then March for three ($90.00), with 15% GST.
     assert [line.amount for line in preview.lines.data] == [-1500, 4500, 9000]
     assert preview.total == 12000 + 1800
+
+
+# The seeded catalog, WELCOME20, and changes billed at once on a fixed proration date -----------
+#
+# On a clock at 1 March 2026 (a 31-day period), changes are made on 21 March but prorated as of
+# 11 March (`proration_date`, the same on the preview and the update): 21/31 of the period is
+# left, where the clock's own time would leave 11/31.
+
+
+async def demo_catalog(client: stripe.StripeClient):
+    """The demo's prices by lookup key, and its WELCOME20 promotion code."""
+    from sandbox.demo import seed_catalog, seed_promotions
+
+    await seed_catalog(client)
+    await seed_promotions(client)
+    prices = await client.v1.prices.list_async({"limit": 100})
+    (code,) = (await client.v1.promotion_codes.list_async({"code": "WELCOME20"})).data
+    return {price.lookup_key: price for price in prices.data}, code
+
+
+def preview_params(customer, params: dict, expand: tuple[str, ...] = ()) -> dict:
+    """create_preview's params for the subscription `params` would create."""
+    details = {"items": params["items"]}
+    terms = {
+        key: params[key] for key in ("currency", "automatic_tax", "discounts") if key in params
+    }
+    return {
+        "customer": customer.id,
+        "subscription_details": details,
+        **terms,
+        **({"expand": list(expand)} if expand else {}),
+    }
+
+
+async def test_a_new_subscription_with_welcome20_expanded(stripe_client):
+    v1 = stripe_client.v1
+    catalog, code = await demo_catalog(stripe_client)
+    clock = await clock_at(stripe_client, MAR_1)
+    customer = await customer_on(stripe_client, clock)
+    params = {
+        "items": [{"price": catalog["pro_monthly"].id}],
+        "discounts": [{"promotion_code": code.id}],
+    }
+    preview = await v1.invoices.create_preview_async(
+        preview_params(customer, params, ("discounts.source.coupon", "discounts.promotion_code"))
+    )
+    (discount,) = preview.discounts
+    assert discount.object == "discount"
+    assert discount.source.coupon.object == "coupon" and discount.source.coupon.percent_off == 20
+    assert discount.source.coupon.id == code.promotion.coupon
+    assert discount.promotion_code.object == "promotion_code"
+    assert (discount.promotion_code.id, discount.promotion_code.code) == (code.id, "WELCOME20")
+    assert [entry.amount for entry in preview.total_discount_amounts] == [580]
+    assert (await v1.promotion_codes.retrieve_async(code.id)).times_redeemed == 0
+    assert (await v1.coupons.retrieve_async(code.promotion.coupon)).times_redeemed == 0
+
+    subscription = await v1.subscriptions.create_async({"customer": customer.id, **params})
+    invoice = await v1.invoices.retrieve_async(subscription.latest_invoice)
+    assert figures(preview) == figures(invoice)
+    assert (invoice.subtotal, invoice.total, invoice.amount_paid) == (2900, 2320, 2320)
+    assert (await v1.promotion_codes.retrieve_async(code.id)).times_redeemed == 1
+
+
+@pytest.mark.parametrize(
+    ("country", "params", "expected"),
+    [
+        # (subtotal, discounts, taxes, total)
+        (None, {}, (2900, [], [], 2900)),
+        ("AU", {"automatic_tax": {"enabled": True}}, (2900, [], [290], 3190)),
+        (None, {"currency": "aud"}, (4500, [], [], 4500)),
+        (
+            "AU",
+            {"currency": "aud", "automatic_tax": {"enabled": True}, "welcome": True},
+            (4500, [900], [360], 3960),
+        ),
+    ],
+)
+async def test_each_new_subscription_preview_is_what_is_billed(
+    stripe_client, country, params, expected
+):
+    v1 = stripe_client.v1
+    catalog, code = await demo_catalog(stripe_client)
+    clock = await clock_at(stripe_client, MAR_1)
+    customer = await customer_on(stripe_client, clock)
+    if country:
+        await v1.customers.update_async(customer.id, {"address": {"country": country}})
+    params = dict(params)
+    if params.pop("welcome", False):
+        params["discounts"] = [{"promotion_code": code.id}]
+    params["items"] = [{"price": catalog["pro_monthly"].id}]
+    preview = await v1.invoices.create_preview_async(preview_params(customer, params))
+    assert (await v1.subscriptions.list_async({"status": "all"})).data == []
+    assert (await v1.customers.retrieve_async(customer.id)).currency is None
+    subscription = await v1.subscriptions.create_async({"customer": customer.id, **params})
+    invoice = await v1.invoices.retrieve_async(subscription.latest_invoice)
+    assert figures(preview) == figures(invoice)
+    subtotal, discounts, tax, total = expected
+    assert preview.subtotal == subtotal
+    assert [entry.amount for entry in preview.total_discount_amounts] == discounts
+    assert [entry.amount for entry in preview.total_taxes] == tax
+    assert preview.total == preview.amount_due == total == invoice.amount_paid
+
+
+async def started_on_march_1(client: stripe.StripeClient, country: str | None, price, **params):
+    """A customer (in `country`) with a card on a clock at 1 March, a subscription to `price`,
+    and the clock moved on to 21 March."""
+    clock = await clock_at(client, MAR_1)
+    customer = await customer_on(client, clock)
+    if country:
+        await client.v1.customers.update_async(customer.id, {"address": {"country": country}})
+    subscription = await client.v1.subscriptions.create_async(
+        {"customer": customer.id, "items": [{"price": price.id}], **params}
+    )
+    await advance(client, clock, MAR_21)
+    return customer, subscription
+
+
+async def previewed_and_billed(client: stripe.StripeClient, subscription, items: list):
+    """The preview of a change billed at once, prorated as of 11 March, and the invoice the
+    same change then bills."""
+    v1 = client.v1
+    change = {"items": items, "proration_behavior": "always_invoice", "proration_date": MAR_11}
+    preview = await v1.invoices.create_preview_async(
+        {"subscription": subscription.id, "subscription_details": change}
+    )
+    assert preview.parent.subscription_details.subscription_proration_date == MAR_11
+    assert preview.billing_reason == "subscription_update"
+    unchanged = await v1.subscriptions.retrieve_async(subscription.id)
+    assert unchanged["items"].data[0].to_dict() == subscription["items"].data[0].to_dict()
+    updated = await v1.subscriptions.update_async(
+        subscription.id, {**change, "expand": ["latest_invoice"]}
+    )
+    assert updated.latest_invoice.id != subscription.latest_invoice
+    return preview, updated.latest_invoice
+
+
+async def test_an_upgrade_with_gst_prorated_on_the_proration_date(stripe_client):
+    catalog, _ = await demo_catalog(stripe_client)
+    _, subscription = await started_on_march_1(
+        stripe_client, "AU", catalog["starter_monthly"], automatic_tax={"enabled": True}
+    )
+    item = subscription["items"].data[0]
+    preview, invoice = await previewed_and_billed(
+        stripe_client, subscription, [{"id": item.id, "price": catalog["pro_monthly"].id}]
+    )
+    assert figures(preview) == figures(invoice)
+    # -$9.00 × 21/31 = -609.68 and $29.00 × 21/31 = 1964.52; GST -61 and 196.5, half up 197.
+    assert [line.amount for line in invoice.lines.data] == [-610, 1965]
+    assert [[tax.amount for tax in line.taxes] for line in invoice.lines.data] == [[-61], [197]]
+    assert [tax.amount for tax in invoice.total_taxes] == [136]
+    assert (invoice.subtotal, invoice.total, invoice.amount_due) == (1355, 1491, 1491)
+    assert invoice.amount_paid == 1491 and invoice.status == "paid"
+
+
+async def test_a_downgrade_in_aud_prorated_on_the_proration_date(stripe_client):
+    v1 = stripe_client.v1
+    catalog, _ = await demo_catalog(stripe_client)
+    customer, subscription = await started_on_march_1(
+        stripe_client, None, catalog["pro_monthly"], currency="aud"
+    )
+    item = subscription["items"].data[0]
+    preview, invoice = await previewed_and_billed(
+        stripe_client, subscription, [{"id": item.id, "price": catalog["starter_monthly"].id}]
+    )
+    assert figures(preview) == figures(invoice)
+    # -A$45.00 × 21/31 = -3048.39 and A$14.00 × 21/31 = 948.39.
+    assert [line.amount for line in invoice.lines.data] == [-3048, 948]
+    assert (invoice.currency, invoice.total, invoice.amount_due) == ("aud", -2100, 0)
+    assert (await v1.customers.retrieve_async(customer.id)).balance == -2100
+
+
+async def test_a_quantity_change_with_a_tax_rate_prorated_on_the_proration_date(stripe_client):
+    catalog, _ = await demo_catalog(stripe_client)
+    gst = await stripe_client.v1.tax_rates.create_async(
+        {"display_name": "GST", "percentage": 10, "inclusive": False}
+    )
+    _, subscription = await started_on_march_1(
+        stripe_client, None, catalog["pro_monthly"], default_tax_rates=[gst.id]
+    )
+    item = subscription["items"].data[0]
+    two = await stripe_client.v1.subscriptions.update_async(
+        subscription.id,
+        {"items": [{"id": item.id, "quantity": 2}], "proration_behavior": "none"},
+    )
+    preview, invoice = await previewed_and_billed(
+        stripe_client, two, [{"id": item.id, "quantity": 5}]
+    )
+    assert figures(preview) == figures(invoice)
+    # -2 × $29.00 × 21/31 = -3929.03 and 5 × $29.00 × 21/31 = 9822.58; 10% on each.
+    assert [line.amount for line in invoice.lines.data] == [-3929, 9823]
+    assert [[tax.amount for tax in line.taxes] for line in invoice.lines.data] == [[-393], [982]]
+    assert (invoice.subtotal, invoice.total, invoice.amount_paid) == (5894, 6483, 6483)
+
+
+async def test_previews_change_nothing_and_send_nothing(stripe_client, webhook_sink):
+    v1 = stripe_client.v1
+    catalog, code = await demo_catalog(stripe_client)
+    customer = await located_customer(stripe_client, "AU")
+    _, existing = await started_on_march_1(stripe_client, None, catalog["starter_monthly"])
+    item = existing["items"].data[0]
+    await v1.webhook_endpoints.create_async({"url": webhook_sink.url, "enabled_events": ["*"]})
+    events_before = await event_count(stripe_client)
+    invoices_before = [invoice.id for invoice in (await v1.invoices.list_async()).data]
+    new = {"items": [{"price": catalog["pro_monthly"].id}]}
+    for terms in (
+        {},
+        {"discounts": [{"promotion_code": code.id}]},
+        {"automatic_tax": {"enabled": True}},
+        {"currency": "aud"},
+    ):
+        await v1.invoices.create_preview_async(preview_params(customer, {**new, **terms}))
+    await v1.invoices.create_preview_async(
+        {
+            "subscription": existing.id,
+            "subscription_details": {
+                "items": [{"id": item.id, "price": catalog["pro_monthly"].id}],
+                "proration_behavior": "always_invoice",
+                "proration_date": MAR_11,
+            },
+            "discounts": [{"promotion_code": code.id}],
+        }
+    )
+    assert [s.id for s in (await v1.subscriptions.list_async({"status": "all"})).data] == [
+        existing.id
+    ]
+    assert [invoice.id for invoice in (await v1.invoices.list_async()).data] == invoices_before
+    assert (await v1.customers.retrieve_async(customer.id)).currency is None
+    assert (await v1.promotion_codes.retrieve_async(code.id)).times_redeemed == 0
+    assert (await v1.subscriptions.retrieve_async(existing.id)).discounts == []
+    assert await event_count(stripe_client) == events_before
+    # Deliveries keep their order: had the previews announced anything, it would come first.
+    await v1.customers.update_async(customer.id, {"metadata": {"marker": "1"}})
+    (first,) = await webhook_sink.wait_for(1)
+    assert first["type"] == "customer.updated"
+    assert first["data"]["object"]["metadata"] == {"marker": "1"}
+    await asyncio.sleep(0.2)
+    assert len(webhook_sink.received) == 1
