@@ -4,22 +4,9 @@ that carry them have exactly the top-level keys of Stripe's fixtures for their t
 import httpx
 import stripe
 
-from sandbox.store import fixture
 from tests.sandbox.test_billing import catalog, months_later
-from tests.sandbox.test_fidelity import key_differences, stripe_objects
+from tests.sandbox.test_fidelity import fixture_problems, stripe_objects
 from tests.sandbox.test_time import HOUR, JAN_31, advance, clock_at, customer_on
-
-# Fields Stripe includes only when asked to with expand[].
-EXPANDED_ONLY = {"coupon": {"applies_to"}, "invoice": {"confirmation_secret", "payments"}}
-
-
-def differences(obj: dict) -> tuple[set[str], set[str]]:
-    """As `key_differences`, but a removed discount answers as Stripe's deleted_discount."""
-    if obj["object"] == "discount" and obj.get("deleted"):
-        expected = set(fixture("deleted_discount"))
-        return expected - set(obj), set(obj) - expected
-    missing, extra = key_differences(obj)
-    return missing, extra - EXPANDED_ONLY.get(obj["object"], set())
 
 
 async def exercise(client: stripe.StripeClient, sandbox) -> list[dict]:
@@ -112,12 +99,4 @@ async def test_discount_objects_have_exactly_their_fixtures_keys(stripe_client, 
         "event",
     } <= seen
     assert any(obj["object"] == "discount" and obj.get("deleted") for obj in objects)
-    problems = {}
-    for obj in objects:
-        missing, extra = differences(obj)
-        if missing or extra:
-            problems[f"{obj['object']} {obj['id']}"] = {
-                "missing": sorted(missing),
-                "extra": sorted(extra),
-            }
-    assert problems == {}
+    assert fixture_problems(objects) == {}

@@ -3,16 +3,8 @@ exactly the top-level keys of Stripe's fixtures for their types."""
 
 import stripe
 
-from tests.sandbox.test_fidelity import key_differences, stripe_objects
+from tests.sandbox.test_fidelity import fixture_problems, stripe_objects
 from tests.sandbox.test_tax import VALID_ABN, located_customer
-
-# Fields Stripe includes only when asked to with expand[].
-EXPANDED_ONLY = {"customer": {"tax", "tax_ids"}, "price": {"currency_options"}}
-
-
-def differences(obj: dict) -> tuple[set[str], set[str]]:
-    missing, extra = key_differences(obj)
-    return missing, extra - EXPANDED_ONLY.get(obj["object"], set())
 
 
 async def exercise(client: stripe.StripeClient) -> list[dict]:
@@ -101,15 +93,7 @@ async def test_tax_objects_have_exactly_their_fixtures_keys(stripe_client):
         "event",
     } <= seen_types
     assert any(obj["object"] == "tax_id" and obj.get("deleted") for obj in objects)
-    problems = {}
-    for obj in objects:
-        missing, extra = differences(obj)
-        if missing or extra:
-            problems[f"{obj['object']} {obj['id']}"] = {
-                "missing": sorted(missing),
-                "extra": sorted(extra),
-            }
-    assert problems == {}
+    assert fixture_problems(objects) == {}
 
 
 async def exercise_changes(client: stripe.StripeClient) -> list[dict]:
@@ -169,8 +153,6 @@ async def exercise_changes(client: stripe.StripeClient) -> list[dict]:
 
 
 async def test_taxed_changes_and_their_previews_have_exactly_their_fixtures_keys(stripe_client):
-    from tests.sandbox.test_fidelity_discounts import differences as discount_differences
-
     objects = stripe_objects(await exercise_changes(stripe_client))
     seen = {obj["object"] for obj in objects}
     assert {
@@ -187,13 +169,4 @@ async def test_taxed_changes_and_their_previews_have_exactly_their_fixtures_keys
     previews = [o for o in objects if o["object"] == "invoice" and o["id"].startswith("upcoming_")]
     assert len(previews) >= 3 and any(p["total_taxes"] for p in previews)
     assert any("currency_options" in o for o in objects if o["object"] == "price")
-    problems = {}
-    for obj in objects:
-        missing, extra = discount_differences(obj)
-        extra -= EXPANDED_ONLY.get(obj["object"], set())
-        if missing or extra:
-            problems[f"{obj['object']} {obj['id']}"] = {
-                "missing": sorted(missing),
-                "extra": sorted(extra),
-            }
-    assert problems == {}
+    assert fixture_problems(objects) == {}
