@@ -18,6 +18,7 @@ from typing import Any
 from sandbox.errors import invalid_request, no_such
 from sandbox.registry import Call, Due, StripeObject, handles, includable, timer
 from sandbox.store import Store, blank
+from services.billing_details import is_valid_abn  # the ATO checksum, as the gateway checks it
 
 # EU VAT numbers by prefix, after the two-letter prefix (Greece's is EL).
 EU_VAT_FORMATS = {
@@ -71,14 +72,6 @@ FORMATS: dict[str, tuple[str | None, str]] = {
 # Types checked against a government registry that answers later: VIES, HMRC.
 REGISTRY_CHECKED = ("eu_vat", "gb_vat")
 REGISTRY_DELAY = 60
-ABN_WEIGHTS = (10, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19)
-
-
-def is_valid_abn(digits: str) -> bool:
-    """The ATO's checksum: 1 off the first digit, weighted sum divisible by 89."""
-    values = [int(digit) for digit in digits]
-    values[0] -= 1
-    return sum(value * weight for value, weight in zip(values, ABN_WEIGHTS, strict=True)) % 89 == 0
 
 
 def checked_value(type: str, raw: str, param: str) -> tuple[str, str | None]:
