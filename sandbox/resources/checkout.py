@@ -4,13 +4,15 @@ saves the card and starts the subscription or takes the payment.
 
 A subscription session takes a coupon or promotion code (`discounts`), or lets the customer
 type a promotion code on the page (`allow_promotion_codes`); the subscription it starts
-carries the discount (sandbox/resources/discounts.py)."""
+carries the discount (sandbox/resources/discounts.py). It is taxed by Stripe Tax
+(`automatic_tax`, for a customer with an address: the sandbox's page collects none) or by
+`subscription_data.default_tax_rates`, as its invoices will be (sandbox/resources/tax.py)."""
 
 from typing import Any
 
 from sandbox.errors import StripeError, invalid_request, missing_parameter
 from sandbox.registry import Call, StripeObject, handles
-from sandbox.resources import discounts
+from sandbox.resources import discounts, tax_rates
 from sandbox.resources.browser import browser_action
 from sandbox.resources.common import in_range, metadata_update, one_of, refuse_unsupported
 from sandbox.store import Store, blank
@@ -43,10 +45,18 @@ SUPPORTED = frozenset(
         "customer_creation",
         "payment_method_collection",
         "submit_type",
+        "automatic_tax",
     }
 )
 SUPPORTED_SUBSCRIPTION_DATA = frozenset(
-    {"metadata", "description", "trial_period_days", "trial_end", "trial_settings"}
+    {
+        "metadata",
+        "description",
+        "trial_period_days",
+        "trial_end",
+        "trial_settings",
+        "default_tax_rates",
+    }
 )
 SUPPORTED_INTENT_DATA = frozenset(
     {
@@ -89,20 +99,47 @@ def create(call: Call) -> StripeObject:
     )
     lines = _line_items(store, params.get("line_items") or [], mode)
     params = params | {"currency": _session_currency(store, params, mode, customer, lines)}
+    automatic = _automatic_tax(params, mode, customer)
+    subscription_data = params.get("subscription_data") or {}
+    tax_rates.applied(
+        store, subscription_data.get("default_tax_rates"), "subscription_data[default_tax_rates]"
+    )
     discounted = _discounts(store, params, mode, customer, lines)
-    session = store.add(_new_session(store, params, mode, customer, lines))
-    _show_discounts(session, *discounted)
-    store.add(
+    session = store.add(_new_session(store, params, mode, customer, lines, automatic))
+    details = store.add(
         {
             "id": f"{session['id']}:details",
             "object": DETAILS,
             "lines": lines,
-            "subscription_data": params.get("subscription_data") or {},
+            "subscription_data": subscription_data,
             "payment_intent_data": params.get("payment_intent_data") or {},
             "discounts": params.get("discounts") or [],
         }
     )
+    _show_totals(store, session, details, *discounted)
     return session
+
+
+def _automatic_tax(params: dict[str, Any], mode: str, customer: StripeObject | None) -> bool:
+    from sandbox.resources import tax
+
+    if not (params.get("automatic_tax") or {}).get("enabled"):
+        return False
+    if mode != "subscription" or customer is None:
+        raise invalid_request(
+            "The sandbox supports `automatic_tax` on Checkout Sessions in `subscription` mode "
+            "for a `customer` only: its page collects no address.",
+            param="automatic_tax[enabled]",
+        )
+    if tax.location_of(customer) is None:
+        raise invalid_request(
+            "Automatic tax calculation in Checkout requires a valid address on the Customer. "
+            "Add a valid address to the Customer or set either `customer_update[address]` or "
+            "`customer_update[shipping]` to 'auto' to save the address entered in Checkout to "
+            "the Customer.",
+            param="automatic_tax[enabled]",
+        )
+    return True
 
 
 def _discounts(
@@ -111,11 +148,12 @@ def _discounts(
     mode: str,
     customer: StripeObject | None,
     lines: list[list[Any]],
-) -> tuple[list[StripeObject], int]:
-    """The session's `discounts`, checked: what the session shows, and the amount taken off."""
+) -> tuple[list[StripeObject], list[int]]:
+    """The session's `discounts`, checked: what the session shows, and the amount taken off
+    each line."""
     entries = params.get("discounts") or []
     if not entries:
-        return [], 0
+        return [], [0] * len(lines)
     if params.get("allow_promotion_codes"):
         raise invalid_request(
             "You may only specify one of these parameters: allow_promotion_codes, discounts.",
@@ -172,11 +210,40 @@ def _purchase(
     )
 
 
-def _show_discounts(session: StripeObject, shown: list[StripeObject], amount: int) -> None:
+def _show_totals(
+    store: Store,
+    session: StripeObject,
+    details: StripeObject,
+    shown: list[StripeObject],
+    taken: list[int],
+) -> None:
+    """The session's discounts, and its totals after them and tax."""
+    from sandbox.resources import prices, tax
+
     session["discounts"] = shown
-    if session["total_details"] is not None:
-        session["total_details"]["amount_discount"] = amount
-        session["amount_total"] = session["amount_subtotal"] - amount
+    if session["total_details"] is None:
+        return
+    chosen = [store.objects[price_id] for price_id, _ in details["lines"]]
+    nets = [
+        prices.amount_in(store, price, session["currency"]) * quantity - off
+        for (price, (_, quantity)), off in zip(zip(chosen, details["lines"]), taken, strict=True)
+    ]
+    customer = store.objects[session["customer"]] if session["customer"] else None
+    rates = tax_rates.applied(
+        store,
+        details["subscription_data"].get("default_tax_rates"),
+        "subscription_data[default_tax_rates]",
+    )
+    taxed, added = tax.purchase_taxes(
+        store,
+        customer,
+        session["currency"],
+        list(zip(nets, chosen, strict=True)),
+        session["automatic_tax"]["enabled"],
+        rates,
+    )
+    session["total_details"].update(amount_discount=sum(taken), amount_tax=taxed)
+    session["amount_total"] = session["amount_subtotal"] - sum(taken) + added
 
 
 def _line_items(store: Store, entries: list[dict[str, Any]], mode: str) -> list[list[Any]]:
@@ -255,6 +322,7 @@ def _new_session(
     mode: str,
     customer: StripeObject | None,
     lines: list[list[Any]],
+    automatic: bool,
 ) -> StripeObject:
     from sandbox.resources.prices import amount_in
 
@@ -270,7 +338,12 @@ def _new_session(
         allow_promotion_codes=params.get("allow_promotion_codes"),
         amount_subtotal=total if lines else None,
         amount_total=total if lines else None,
-        automatic_tax={"enabled": False, "liability": None, "provider": None, "status": None},
+        automatic_tax={
+            "enabled": automatic,
+            "liability": {"account": None, "type": "self"} if automatic else None,
+            "provider": "stripe" if automatic else None,
+            "status": "complete" if automatic else None,
+        },
         billing_address_collection=params.get("billing_address_collection"),
         cancel_url=params.get("cancel_url"),
         client_reference_id=params.get("client_reference_id"),
@@ -440,7 +513,7 @@ def complete(store: Store, args: dict[str, str], form: dict[str, Any]) -> Stripe
         start = _start_subscription if session["mode"] == "subscription" else _set_up
         start(store, session, details, customer, card)
     if typed is not None:
-        _show_discounts(session, *typed)
+        _show_totals(store, session, details, *typed)
     session.update(status="complete", url=None)
     if customer is not None:
         session["customer"] = customer["id"]
@@ -511,6 +584,8 @@ def _start_subscription(
         "trial_settings": data.get("trial_settings"),
         "discounts": details.get("discounts", []),
         "currency": session["currency"],
+        "automatic_tax": {"enabled": session["automatic_tax"]["enabled"]},
+        "default_tax_rates": data.get("default_tax_rates"),
     }
     # On the hosted page a failed payment is shown to the customer and nothing is created.
     subscription = subscriptions.start_subscription(

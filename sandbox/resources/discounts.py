@@ -286,9 +286,9 @@ def _check_minimum(restrictions: StripeObject, purchase: Purchase, param: str) -
 
 def for_checkout(
     store: Store, entries: list[dict[str, Any]], purchase: Purchase
-) -> tuple[list[StripeObject], int]:
+) -> tuple[list[StripeObject], list[int]]:
     """A Checkout Session's `discounts` checked: what the session shows of them, and the amount
-    they take off its lines."""
+    they take off each of its lines."""
     wanted = [
         _redemption(store, entry, purchase, f"discounts[{index}]", [])
         for index, entry in enumerate(entries)
@@ -304,7 +304,7 @@ def for_checkout(
     ]
     lines = [(amount, product, True) for amount, product in purchase.lines]
     taken = _amounts(store, lines, [redemption.coupon for redemption in wanted], purchase.currency)
-    return shown, sum(amount or 0 for line in taken for amount in line)
+    return shown, [sum(amount or 0 for amount in line) for line in taken]
 
 
 def typed_code(store: Store, code: str, customer_id: str | None) -> dict[str, str]:

@@ -244,13 +244,40 @@ def _line_taxes(
     if not invoice["automatic_tax"]["enabled"]:
         rates = _line_rates(store, invoice, line)
         return _taxes(net, [(rate, "not_available") for rate in rates])
+    inclusive = _tax_behavior(store, invoice, line) == "inclusive"
+    return _automatic_taxes(store, customer, net, inclusive)
+
+
+def _automatic_taxes(
+    store: Store, customer: StripeObject, net: int, inclusive: bool
+) -> list[StripeObject]:
     country = location_of(customer)
     if country is None:
         return []
     percentage, reason = _treatment(store, customer, country)
-    inclusive = _tax_behavior(store, invoice, line) == "inclusive"
     rate = automatic_rate(store, country, percentage, inclusive)
     return _taxes(net, [(rate, reason)])
+
+
+def purchase_taxes(
+    store: Store,
+    customer: StripeObject | None,
+    currency: str,
+    lines: list[tuple[int, StripeObject]],
+    automatic: bool,
+    rates: list[StripeObject],
+) -> tuple[int, int]:
+    """The tax on a purchase not invoiced yet (a Checkout Session's lines, each its amount
+    after discounts and its price): all of it, and the part added to the amounts."""
+    entries = []
+    for net, price in lines:
+        if automatic and customer is not None:
+            inclusive = prices.tax_behavior_in(store, price, currency) == "inclusive"
+            entries += _automatic_taxes(store, customer, net, inclusive)
+        elif not automatic:
+            entries += _taxes(net, [(rate, "not_available") for rate in rates])
+    added = sum(entry["amount"] for entry in entries if entry["tax_behavior"] == "exclusive")
+    return sum(entry["amount"] for entry in entries), added
 
 
 def _treatment(store: Store, customer: StripeObject, country: str) -> tuple[float, str]:

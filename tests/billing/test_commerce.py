@@ -19,7 +19,10 @@ from services.billing_details import is_valid_abn
 from tests.billing.test_subscription_mutations import (
     CANCEL,
     CHANGE,
+    CHECKOUT,
     CREATE,
+    SHOP,
+    browser,
     codes,
     mutate,
     rows,
@@ -382,6 +385,39 @@ async def test_an_australian_business_is_billed_what_the_preview_showed(
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
     assert "Tax invoice" in text and "ABN 51824753556" in text and "GST 10%" in text
     assert "Acme Pty Ltd" in text
+
+
+async def test_an_australian_business_checks_out_taxed_and_discounted(
+    client, db, billing, token_for
+):
+    token = token_for("acme")
+    await australian_business(client, token)
+    shown = await preview(client, token, billing, "pro_monthly", code="WELCOME20", currency="AUD")
+
+    payload = await mutate(
+        client,
+        CHECKOUT,
+        token,
+        planId=billing.plan_id("pro_monthly"),
+        successUrl=f"{SHOP}/welcome",
+        cancelUrl=f"{SHOP}/pricing",
+        promotionCode="WELCOME20",
+        currency="AUD",
+    )
+
+    assert payload["userErrors"] == [], payload
+    session = await billing.stripe.v1.checkout.sessions.retrieve_async(payload["sessionId"])
+    assert session.automatic_tax.enabled and session.currency == "aud"
+    assert session.amount_total == int(shown["amountDue"]["amount"])
+    await browser(billing, f"/_sandbox/checkout/sessions/{session.id}/complete")
+    done = await billing.stripe.v1.checkout.sessions.retrieve_async(
+        session.id, {"expand": ["subscription.latest_invoice"]}
+    )
+    invoice = done.subscription.latest_invoice
+    assert invoice.amount_paid == int(shown["amountDue"]["amount"])
+    assert invoice.subtotal == int(shown["subtotal"]["amount"])
+    (gst,) = shown["taxes"]
+    assert [tax.amount for tax in invoice.total_taxes] == [int(gst["amount"]["amount"])]
 
 
 # --- previews equal the bill, case by case -------------------------------------------------

@@ -5,7 +5,7 @@ inclusive, on subscriptions and their items), and automatic tax from the sandbox
 import pytest
 import stripe
 
-from tests.sandbox.test_billing import event_types, subscribe
+from tests.sandbox.test_billing import browser, event_types, subscribe
 from tests.sandbox.test_time import HOUR, JAN_31, advance, clock_at, invoices_of, sandbox_post
 
 VALID_ABN = "51 824 753 556"
@@ -730,3 +730,96 @@ async def test_an_automatic_rate_is_retrievable_after_a_preview_undone(stripe_cl
     invoice = await first_invoice(stripe_client, subscription)
     assert invoice.total_taxes[0].tax_rate_details.tax_rate == rate_id
     assert (await v1.tax_rates.retrieve_async(rate_id)).to_dict() == used.to_dict()
+
+
+# Checkout ---------------------------------------------------------------------------------------
+
+
+async def checkout(client: stripe.StripeClient, customer, price, **params):
+    return await client.v1.checkout.sessions.create_async(
+        {
+            "mode": "subscription",
+            "customer": customer.id,
+            "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "https://example.com/ok",
+            **params,
+        }
+    )
+
+
+async def completed_invoice(client: stripe.StripeClient, sandbox, session):
+    response = await browser(sandbox, f"/_sandbox/checkout/sessions/{session.id}/complete")
+    assert response.status_code == 200, response.text
+    done = await client.v1.checkout.sessions.retrieve_async(
+        session.id, {"expand": ["subscription.latest_invoice"]}
+    )
+    return done.subscription, done.subscription.latest_invoice
+
+
+async def test_checkout_with_automatic_tax_bills_what_it_showed(stripe_client, sandbox):
+    customer = await located_customer(stripe_client, "AU")
+    twenty = await stripe_client.v1.coupons.create_async({"percent_off": 20, "duration": "once"})
+    session = await checkout(
+        stripe_client,
+        customer,
+        await priced(stripe_client),
+        automatic_tax={"enabled": True},
+        discounts=[{"coupon": twenty.id}],
+    )
+    assert session.automatic_tax.enabled and session.automatic_tax.status == "complete"
+    # 29.00 less 20% is 23.20, and GST 10% on that is 2.32.
+    assert session.total_details.amount_discount == 580
+    assert session.total_details.amount_tax == 232
+    assert (session.amount_subtotal, session.amount_total) == (2900, 2552)
+    subscription, invoice = await completed_invoice(stripe_client, sandbox, session)
+    assert subscription.automatic_tax.enabled
+    assert taxes(invoice) == [(232, "exclusive", "standard_rated", 2320)]
+    assert invoice.amount_paid == session.amount_total
+
+
+async def test_checkout_with_an_inclusive_price_keeps_its_total(stripe_client, sandbox):
+    customer = await located_customer(stripe_client, "NZ")
+    price = await priced(stripe_client, amount=2300, tax_behavior="inclusive")
+    session = await checkout(stripe_client, customer, price, automatic_tax={"enabled": True})
+    # 23.00 holds 15% GST of 20.00.
+    assert session.total_details.amount_tax == 300 and session.amount_total == 2300
+    _, invoice = await completed_invoice(stripe_client, sandbox, session)
+    assert taxes(invoice) == [(300, "inclusive", "standard_rated", 2000)]
+    assert invoice.amount_paid == 2300
+
+
+async def test_checkout_with_default_tax_rates(stripe_client, sandbox):
+    gst = await stripe_client.v1.tax_rates.create_async(
+        {"display_name": "GST", "percentage": 10, "inclusive": False, "country": "AU"}
+    )
+    customer = await located_customer(stripe_client, None)
+    session = await checkout(
+        stripe_client,
+        customer,
+        await priced(stripe_client),
+        subscription_data={"default_tax_rates": [gst.id]},
+    )
+    assert not session.automatic_tax.enabled
+    assert session.total_details.amount_tax == 290 and session.amount_total == 3190
+    subscription, invoice = await completed_invoice(stripe_client, sandbox, session)
+    assert [rate.id for rate in subscription.default_tax_rates] == [gst.id]
+    assert taxes(invoice) == [(290, "exclusive", "not_available", 2900)]
+
+
+async def test_checkout_refuses_automatic_tax_it_cannot_place(stripe_client):
+    price = await priced(stripe_client)
+    unplaced = await located_customer(stripe_client, None)
+    error = await refused(checkout(stripe_client, unplaced, price, automatic_tax={"enabled": True}))
+    assert error.user_message.startswith("Automatic tax calculation in Checkout requires")
+    archived = await stripe_client.v1.tax_rates.create_async(
+        {"display_name": "GST", "percentage": 10, "inclusive": False}
+    )
+    await stripe_client.v1.tax_rates.update_async(archived.id, {"active": False})
+    located = await located_customer(stripe_client, "AU")
+    error = await refused(
+        checkout(
+            stripe_client, located, price, subscription_data={"default_tax_rates": [archived.id]}
+        )
+    )
+    assert error.param == "subscription_data[default_tax_rates][0]"
+    assert (await stripe_client.v1.checkout.sessions.list_async()).data == []
