@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -109,6 +110,24 @@ class WebhookEventStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+class NotificationKind(StrEnum):
+    RECEIPT = "receipt"
+    PAYMENT_FAILED = "payment_failed"
+    PAYMENT_ACTION_REQUIRED = "payment_action_required"
+    TRIAL_ENDING = "trial_ending"
+    SUBSCRIPTION_CANCELED = "subscription_canceled"
+    REFUND_ISSUED = "refund_issued"
+
+
+class DeliveryStatus(StrEnum):
+    """Of a mail or a delivery to a product endpoint."""
+
+    PENDING = "pending"  # not sent yet, or to be tried again at next_attempt_at
+    SENT = "sent"
+    FAILED = "failed"  # parked after its last attempt, until retried
+    SKIPPED = "skipped"  # never to be sent: turned off, no address, endpoint gone
+
+
 class Timestamps:
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
@@ -145,6 +164,12 @@ class Account(Timestamps, Base):
     stripe_deleted_at: Mapped[datetime | None]
     last_event_at: Mapped[datetime | None]
     last_event_id: Mapped[str | None]
+    # Which mails the customer wants (payment-action mails cannot be turned off).
+    notify_receipts: Mapped[bool] = mapped_column(server_default=text("true"))
+    notify_payment_problems: Mapped[bool] = mapped_column(server_default=text("true"))
+    notify_trial_reminders: Mapped[bool] = mapped_column(server_default=text("true"))
+    # The access last announced to the product's endpoints (access.updated), "STATUS until".
+    announced_access: Mapped[str | None]
 
     __table_args__ = (
         CheckConstraint("user_id <> ''", name="user_id_not_empty"),
@@ -558,3 +583,122 @@ class ReconciliationMark(Base):
     name: Mapped[str] = mapped_column(primary_key=True)
     listed_through: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Notification(Base):
+    """The mail outbox: one row per mail, written in the transaction of the change that causes
+    it and keyed by that cause, so a replayed event never mails twice."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
+    kind: Mapped[NotificationKind] = mapped_column(_enum_column(NotificationKind, "kind"))
+    # "<kind>:<what caused it>", e.g. "receipt:in_123".
+    cause: Mapped[str] = mapped_column(unique=True)
+    recipient: Mapped[str] = mapped_column(server_default=text("''"))
+    subject: Mapped[str]
+    # The template's values, rendered when the mail is sent.
+    context: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # The invoice whose PDF is attached (receipts).
+    invoice_stripe_id: Mapped[str | None]
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum_column(DeliveryStatus, "status"), server_default=DeliveryStatus.PENDING.value
+    )
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_error: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index(
+            "ix_notifications_pending_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(None, "account_id", "created_at", "id"),
+        Index(None, "created_at", "id"),
+    )
+
+
+class ProductWebhookEndpoint(Base):
+    """A URL of the product's backend that receives the gateway's events (Standard Webhooks)."""
+
+    __tablename__ = "product_webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str]
+    # The event types it receives; empty for all.
+    event_types: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # whsec_<base64>: the signing secret.
+    secret: Mapped[str]
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    # Why it was disabled (a 410 Gone from the endpoint), None while enabled.
+    disabled_reason: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    deleted_at: Mapped[datetime | None]
+
+
+class ProductEvent(Base):
+    """An event of the gateway's own, for the product's endpoints; written in the transaction
+    of its cause and keyed by it. Its body never changes, so every retry sends the same."""
+
+    __tablename__ = "product_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The webhook-id header and the body's id: msg_<32 hex digits>.
+    message_id: Mapped[str] = mapped_column(unique=True)
+    # "<type>:<what caused it>", e.g. "invoice.paid:in_123".
+    cause: Mapped[str] = mapped_column(unique=True)
+    type: Mapped[str]
+    # The customer it is about (deliveries of one customer go out in order); None: none.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
+    # The whole body: {id, type, timestamp, data}.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (Index(None, "created_at", "id"),)
+
+
+class ProductWebhookDelivery(Base):
+    """One event to one endpoint: tried with backoff until delivered, gone (410) or too old."""
+
+    __tablename__ = "product_webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("product_events.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("product_webhook_endpoints.id", ondelete="CASCADE")
+    )
+    # The event's customer, copied so each customer's deliveries are ordered without a join.
+    account_id: Mapped[int | None]
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum_column(DeliveryStatus, "status"), server_default=DeliveryStatus.PENDING.value
+    )
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    response_status: Mapped[int | None]
+    last_error: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        UniqueConstraint("event_id", "endpoint_id"),
+        Index(
+            "ix_product_webhook_deliveries_pending_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # "Is an earlier delivery of this customer to this endpoint still pending?"
+        Index(
+            "ix_product_webhook_deliveries_pending_in_order",
+            "endpoint_id",
+            "account_id",
+            "event_id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(None, "created_at", "id"),
+    )

@@ -28,6 +28,7 @@ from schema.schema import build_schema
 from services import catalog
 from services.errors import DomainError
 from services.live_bus import LiveBus
+from services.outbox_worker import OutboxWorker
 from services.response_cache import ResponseCache
 from services.stripe.client import StripeApi
 from services.webhooks.worker import worker_for
@@ -53,7 +54,8 @@ def create_app(
     """The gateway; without a database handed in, its lifespan opens and closes its own.
 
     With `start_sandbox` (serve without a Stripe key) the offline Stripe runs beside it;
-    with `start_worker` a webhook worker applies the inbox's events in this process.
+    with `start_worker` a webhook worker applies the inbox's events in this process, and an
+    outbox worker sends the mails and the product's webhooks they cause.
     """
 
     @asynccontextmanager
@@ -84,6 +86,8 @@ def create_app(
                     database=app.state.database, stripe=app.state.stripe, settings=settings
                 )
                 stack.push_async_callback(worker.start().stop)
+                outbox = OutboxWorker(database=app.state.database, settings=settings)
+                stack.push_async_callback(outbox.start().stop)
             # What start-up built lives as long as the process: moved out of the collector's
             # sight, it is no longer traversed by every collection while requests run. A
             # response builds thousands of short-lived objects, freed by reference counting;

@@ -250,6 +250,7 @@ def _add_events_commands(commands: "argparse._SubParsersAction[Any]") -> None:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from services.outbox_worker import OutboxWorker
     from services.stripe.client import StripeApi
     from services.webhooks.worker import worker_for
 
@@ -262,14 +263,19 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         database = await open_database(settings)
         stripe = StripeApi(settings, stripe_api_base(settings))
         try:
-            await worker_for(database=database, stripe=stripe, settings=settings).run()
+            async with asyncio.TaskGroup() as workers:
+                workers.create_task(
+                    worker_for(database=database, stripe=stripe, settings=settings).run()
+                )
+                workers.create_task(OutboxWorker(database=database, settings=settings).run())
         finally:
             await stripe.close()
             await database.dispose()
 
     print(
         f"billing-gateway worker: applying webhook events, "
-        f"{settings.webhook_worker_concurrency} at a time",
+        f"{settings.webhook_worker_concurrency} at a time, and sending the outbox's mails and "
+        "webhooks",
         flush=True,
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -17,7 +17,9 @@ from gateway.settings import Settings
 from services.observability import (
     REQUEST_ID,
     InboxCount,
+    OutboxCount,
     current_request_id,
+    outbox_counts,
     reconciliation_mark,
     webhook_inbox_counts,
 )
@@ -86,10 +88,12 @@ def metrics_router(settings: Settings) -> APIRouter:
         async with request.app.state.database.read_session() as session:
             counts = await webhook_inbox_counts(session=session)
             reconciled = await reconciliation_mark(session=session)
+            outbox = await outbox_counts(session=session)
         inbox = CollectorRegistry(auto_describe=False)
         inbox.register(
             InboxCollector(counts, reconciled, datetime.now(UTC), time.perf_counter() - started)
         )
+        inbox.register(OutboxCollector(outbox))
         body = generate_latest(REGISTRY) + generate_latest(inbox)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -154,3 +158,27 @@ class InboxCollector:
         if self.reconciled is not None:
             reconcile_lag.add_metric([], max((self.now - self.reconciled).total_seconds(), 0.0))
         yield from (events, lag, scrape, reconcile_lag)
+
+
+class OutboxCollector:
+    """The outbox as counted at scrape time: mails by kind and status, deliveries to the
+    product's endpoints by endpoint and status (their pending counts are its depth)."""
+
+    def __init__(self, counts: list[OutboxCount]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Any:
+        mails = GaugeMetricFamily(
+            "billing_outbox_mails",
+            "Mails in the outbox, by kind and status",
+            labels=["kind", "status"],
+        )
+        deliveries = GaugeMetricFamily(
+            "billing_outbox_webhook_deliveries",
+            "Deliveries to the product's endpoints, by endpoint id and status",
+            labels=["endpoint", "status"],
+        )
+        for row in self.counts:
+            family = mails if row.outbox == "mail" else deliveries
+            family.add_metric([row.key, row.status], row.count)
+        yield from (mails, deliveries)

@@ -16,8 +16,11 @@ SANDBOX_API_KEY = "sk_test_billing_gateway_sandbox"
 # The sandbox's stand-in for the part of Stripe.js a billing page calls.
 SANDBOX_STRIPE_JS_PATH = "/_sandbox/stripe.js"
 MIN_PRODUCTION_SECRET_BYTES = 32
+# How many days a past-due subscription keeps access, unless BILLING_GRACE_DAYS says otherwise.
+GRACE_DAYS = 7
 # The reference app's Vite dev server (web/), allowed cross-origin in development.
 DEVELOPMENT_ORIGINS = ["http://localhost:5173", "http://127.0.0.1:5173"]
+SMTP_URL = re.compile(r"smtps?://([^@/\s]+@)?[^@/\s:]+(:\d{1,5})?/?")
 ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(:\d{1,5})?")
 
 
@@ -119,7 +122,26 @@ class Settings(BaseSettings):
     # Credits: what a one-time payment buys per major unit of its currency (1 USD, 1 EUR,
     # 1 JPY), and how many days a past-due subscription keeps access.
     credits_per_currency_unit: int = 10
-    billing_grace_days: int = 7
+    billing_grace_days: int = GRACE_DAYS
+
+    # Mail (services/notifications.py): smtp://user:pass@host:587 (STARTTLS when the server
+    # offers it) or smtps://…:465 (TLS). Unset: mails stay in the outbox, viewable, unsent.
+    smtp_url: SecretStr | None = None
+    mail_from: str = "billing@localhost"
+    product_name: str = "billing-gateway"
+    notification_max_attempts: int = 8
+    notification_retry_base_seconds: float = 30.0
+    notification_retry_max_seconds: float = 3600.0
+    # The product's webhooks (services/product_webhooks.py): retried with backoff for this
+    # long, each attempt limited in time and in the response body read.
+    product_webhook_retry_hours: float = 72.0
+    product_webhook_retry_base_seconds: float = 5.0
+    product_webhook_retry_max_seconds: float = 3600.0
+    product_webhook_timeout_seconds: float = 10.0
+    # Outside production endpoints may be on loopback or private addresses (a local backend).
+    product_webhook_allow_private: bool | None = None
+    # How often the outbox worker looks for due mails and deliveries when no NOTIFY wakes it.
+    outbox_poll_seconds: float = 2.0
 
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod
@@ -152,7 +174,7 @@ class Settings(BaseSettings):
                 )
         return origins
 
-    @field_validator("database_url", "metrics_token", mode="before")
+    @field_validator("database_url", "metrics_token", "smtp_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return value or None
@@ -191,6 +213,16 @@ class Settings(BaseSettings):
             raise ConfigurationError("RECONCILE_INTERVAL_SECONDS must not be negative")
         if self.taxes is TaxMode.RATES and not self.tax_rate_ids:
             raise ConfigurationError("TAX_MODE=rates needs TAX_RATE_IDS (txr_... ids)")
+        if self.smtp_url is not None and not SMTP_URL.fullmatch(self.smtp_url.get_secret_value()):
+            raise ConfigurationError("SMTP_URL must be smtp://[user:pass@]host[:port] or smtps://…")
+        if min(self.notification_max_attempts, self.outbox_poll_seconds) <= 0:
+            raise ConfigurationError(
+                "NOTIFICATION_MAX_ATTEMPTS and OUTBOX_POLL_SECONDS must be positive"
+            )
+        if min(self.product_webhook_retry_hours, self.product_webhook_timeout_seconds) <= 0:
+            raise ConfigurationError(
+                "PRODUCT_WEBHOOK_RETRY_HOURS and PRODUCT_WEBHOOK_TIMEOUT_SECONDS must be positive"
+            )
         if self.live_queue_size < 1:
             raise ConfigurationError("LIVE_QUEUE_SIZE must be at least 1")
         for name, value in (
@@ -245,6 +277,12 @@ class Settings(BaseSettings):
         if self.cors_allowed_origins is not None:
             return self.cors_allowed_origins
         return DEVELOPMENT_ORIGINS if self.billing_env is Environment.DEVELOPMENT else []
+
+    @property
+    def webhooks_may_reach_private_hosts(self) -> bool:
+        if self.product_webhook_allow_private is not None:
+            return self.product_webhook_allow_private
+        return not self.is_production
 
     @property
     def uses_sandbox(self) -> bool:

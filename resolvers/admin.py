@@ -4,13 +4,14 @@ from datetime import UTC, datetime
 
 import strawberry
 
-from db.models import WebhookEventStatus
+from db.models import DeliveryStatus, NotificationKind, WebhookEventStatus
 from resolvers.connections import connection_of, query_error
 from schema.billing import Customer
 from schema.common import Connection
 from schema.metrics import BillingMetrics
+from schema.notifications import Notification, ProductWebhookDelivery, ProductWebhookEndpoint
 from schema.webhooks import WebhookEvent
-from services import accounts, metrics
+from services import accounts, metrics, notifications, product_webhooks
 from services.errors import DomainError
 from services.webhooks import inbox
 
@@ -57,3 +58,46 @@ class Admin:
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, WebhookEvent.from_model)
+
+    @strawberry.field
+    async def notifications(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: list[DeliveryStatus] | None = None,
+        kind: list[NotificationKind] | None = None,
+    ) -> Connection[Notification]:
+        try:
+            async with info.context.database.read_session() as session:
+                page = await notifications.list_notifications(
+                    session, account_id=None, statuses=status, kinds=kind, first=first, after=after
+                )
+        except DomainError as error:
+            raise query_error(error) from error
+        return connection_of(page, Notification.from_model)
+
+    @strawberry.field
+    async def product_webhook_endpoints(
+        self, info: strawberry.Info
+    ) -> list[ProductWebhookEndpoint]:
+        async with info.context.database.read_session() as session:
+            rows = await product_webhooks.list_endpoints(session)
+        return [ProductWebhookEndpoint.from_model(row) for row in rows]
+
+    @strawberry.field
+    async def product_webhook_deliveries(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: list[DeliveryStatus] | None = None,
+    ) -> Connection[ProductWebhookDelivery]:
+        try:
+            async with info.context.database.read_session() as session:
+                page = await product_webhooks.list_deliveries(
+                    session, statuses=status, first=first, after=after
+                )
+        except DomainError as error:
+            raise query_error(error) from error
+        return connection_of(page, ProductWebhookDelivery.from_model)

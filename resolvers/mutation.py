@@ -4,6 +4,7 @@ from strawberry.tools import merge_types
 
 from resolvers.mutations.commerce import CommerceMutations
 from resolvers.mutations.credits import CreditMutations
+from resolvers.mutations.notifications import NotificationMutations
 from resolvers.mutations.payments import PaymentMutations
 from resolvers.mutations.subscriptions import SubscriptionMutations
 from resolvers.mutations.webhooks import WebhookMutations
@@ -16,5 +17,6 @@ Mutation = merge_types(
         CreditMutations,
         WebhookMutations,
         CommerceMutations,
+        NotificationMutations,
     ),
 )

@@ -12,6 +12,7 @@ from schema.billing import Customer, Invoice, PaymentMethod, PaymentTransaction,
 from schema.commerce import Discount, PromotionCodeCheck
 from schema.common import Connection
 from schema.ids import row_id_of
+from schema.notifications import Notification, NotificationPreferences
 from schema.purchases import InvoicePreview
 from schema.scalars import BigInt
 from services import (
@@ -19,6 +20,7 @@ from services import (
     catalog,
     credits,
     invoices,
+    notifications,
     payment_methods,
     payments,
     previews,
@@ -104,6 +106,25 @@ class Viewer:
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, Invoice.from_model)
+
+    @strawberry.field
+    async def notifications(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Notification]:
+        try:
+            async with info.context.database.read_session() as session:
+                page = await notifications.list_notifications(
+                    session, account_id=self.account.id, first=first, after=after
+                )
+        except DomainError as error:
+            raise query_error(error) from error
+        return connection_of(page, Notification.from_model)
+
+    @strawberry.field
+    async def notification_preferences(self, info: strawberry.Info) -> NotificationPreferences:
+        async with info.context.database.read_session() as session:
+            preferences = await notifications.preferences_of(session, account_id=self.account.id)
+        return NotificationPreferences.of(preferences)
 
     @strawberry.field
     async def payment_methods(self, info: strawberry.Info) -> list[PaymentMethod]:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
 from db.models import Account, CreditAccount, CreditEntry, CreditEntryKind
-from services import audit, idempotency, live
+from services import announcements, audit, idempotency, live
 from services.audit import Actor
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 from services.live import UpdateKind
@@ -143,6 +143,7 @@ async def post(session: AsyncSession, *, account_id: int, posting: Posting) -> P
     )
     assert entry is not None, "an insert returns its row"
     await live.publish(session, UpdateKind.CREDITS_UPDATED, account_id=account_id, row_id=entry.id)
+    await announcements.credits_posted(session, account_id=account_id, entry=entry)
     return Posted(entry, created=True)
 
 

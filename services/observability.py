@@ -15,7 +15,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import EVENTS_MARK, ReconciliationMark, StripeEvent, WebhookEventStatus
+from db.models import (
+    EVENTS_MARK,
+    Notification,
+    ProductWebhookDelivery,
+    ReconciliationMark,
+    StripeEvent,
+    WebhookEventStatus,
+)
 
 # Set per HTTP request by gateway/observability.py; read by logs, errors and the context.
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -68,6 +75,29 @@ SUBSCRIPTION_CREATIONS = Counter(
     "user error's code in lower case (card_declined, ...), or error (unexpected)",
     ["outcome"],
 )
+NOTIFICATIONS_SENT = Counter(
+    "billing_notifications_sent",
+    "Mail attempts, by kind and outcome (sent, retry, failed: parked after its last attempt)",
+    ["kind", "outcome"],
+)
+NOTIFICATION_SEND_DURATION = Histogram(
+    "billing_notification_send_duration_seconds",
+    "Time to render and hand a mail to the SMTP server, by kind",
+    ["kind"],
+    buckets=LATENCY_BUCKETS,
+)
+PRODUCT_WEBHOOK_DELIVERIES = Counter(
+    "billing_product_webhook_deliveries",
+    "Delivery attempts to the product's endpoints, by endpoint id and outcome (sent, retry, "
+    "failed: given up, gone: the endpoint answered 410)",
+    ["endpoint", "outcome"],
+)
+PRODUCT_WEBHOOK_DURATION = Histogram(
+    "billing_product_webhook_delivery_duration_seconds",
+    "Latency of one delivery attempt, by endpoint id",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
 WEBSOCKET_CONNECTIONS = Gauge("billing_websocket_connections", "Open websocket connections")
 
 
@@ -96,3 +126,30 @@ async def reconciliation_mark(*, session: AsyncSession) -> datetime | None:
     return await session.scalar(
         select(ReconciliationMark.listed_through).where(ReconciliationMark.name == EVENTS_MARK)
     )
+
+
+class OutboxCount(NamedTuple):
+    outbox: str  # "mail" (by kind) or "webhook" (by endpoint id)
+    key: str
+    status: str
+    count: int
+
+
+async def outbox_counts(*, session: AsyncSession) -> list[OutboxCount]:
+    """Mails by kind and status, and deliveries to the product's endpoints by endpoint and
+    status: the outbox's depth is their pending count."""
+    mails = select(Notification.kind, Notification.status, func.count()).group_by(
+        Notification.kind, Notification.status
+    )
+    deliveries = select(
+        ProductWebhookDelivery.endpoint_id, ProductWebhookDelivery.status, func.count()
+    ).group_by(ProductWebhookDelivery.endpoint_id, ProductWebhookDelivery.status)
+    counts = [
+        OutboxCount("mail", kind.value, status.value, count)
+        for kind, status, count in await session.execute(mails)
+    ]
+    counts += [
+        OutboxCount("webhook", str(endpoint), status.value, count)
+        for endpoint, status, count in await session.execute(deliveries)
+    ]
+    return counts

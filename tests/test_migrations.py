@@ -28,6 +28,10 @@ TABLES = {
     "tax_ids",
     "tax_rates",
     "discounts",
+    "notifications",
+    "product_webhook_endpoints",
+    "product_events",
+    "product_webhook_deliveries",
 }
 
 

@@ -5,6 +5,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.settings import GRACE_DAYS
+from services import announcements
 from services.stripe.client import StripeApi
 
 StripeEvent = dict[str, Any]
@@ -46,14 +48,26 @@ def coalescing_types(event_type: str) -> list[str]:
     return [other for other, same in HANDLERS.items() if same is handler]
 
 
-async def apply_event(*, session: AsyncSession, stripe: StripeApi, event: StripeEvent) -> bool:
-    """Apply one verified event inside the caller's transaction; False for a type we ignore.
+async def apply_event(
+    *,
+    session: AsyncSession,
+    stripe: StripeApi,
+    event: StripeEvent,
+    claimed: list[tuple[str, str]] | None = None,
+    grace_days: int = GRACE_DAYS,
+) -> bool:
+    """Apply one verified event inside the caller's transaction, and announce what it changed
+    (services/announcements.py); False for a type we ignore. `claimed`: the ids and types of
+    the events it stands for (a Coalesced one stands for several), by default its own.
 
     Raises on failure: the caller rolls back and retries later."""
     handler = HANDLERS.get(event["type"])
     if handler is None:
         return False
     await handler(session, stripe, event)
+    await announcements.announce_event(
+        session, event, claimed or [(event["id"], event["type"])], grace_days
+    )
     return True
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
 from db.models import StripeEvent, WebhookEventStatus
+from gateway.settings import GRACE_DAYS
 from services import live
 from services.errors import NotFound
 from services.live import UpdateKind
@@ -115,7 +116,8 @@ class WorkerWakeUps:
 # the transaction ends. The payload is read for the claimed row only: a backlog is neither
 # sorted nor decoded.
 CLAIM_DUE_EVENT = """
-SELECT id, type, object_id, attempts, payload::text AS payload FROM stripe_events
+SELECT id, stripe_event_id, type, object_id, attempts, payload::text AS payload
+FROM stripe_events
 WHERE id = (
     SELECT id FROM stripe_events
     WHERE status = 'pending' AND next_attempt_at <= now()
@@ -124,7 +126,8 @@ WHERE id = (
 )
 """
 CLAIM_LATER_OF_OBJECT = """
-SELECT id, type, object_id, attempts, payload::text AS payload FROM stripe_events
+SELECT id, stripe_event_id, type, object_id, attempts, payload::text AS payload
+FROM stripe_events
 WHERE object_id = $1 AND type = ANY($2::text[]) AND id <> $3
   AND status = 'pending' AND next_attempt_at <= now()
 ORDER BY stripe_created_at, id
@@ -150,7 +153,9 @@ SELECT pg_notify('{live.CHANNEL}', notice) FROM unnest($6::text[]) AS notice
 """
 
 
-async def process_next_event(*, database: Database, stripe: StripeApi, policy: RetryPolicy) -> int:
+async def process_next_event(
+    *, database: Database, stripe: StripeApi, policy: RetryPolicy, grace_days: int = GRACE_DAYS
+) -> int:
     """Claim one due event, with the later due events of its object its handler may apply at
     once (Coalesced), and apply them; the number settled or retried, 0 when none is due.
 
@@ -171,7 +176,13 @@ async def process_next_event(*, database: Database, stripe: StripeApi, policy: R
         event = payload if len(claimed) == 1 else dispatch.Coalesced(payload)
         try:
             async with driver.transaction():  # a savepoint
-                await dispatch.apply_event(session=session, stripe=stripe, event=event)
+                await dispatch.apply_event(
+                    session=session,
+                    stripe=stripe,
+                    event=event,
+                    claimed=[(row["stripe_event_id"], row["type"]) for row in claimed],
+                    grace_days=grace_days,
+                )
                 await session.flush()
         except Exception as error:
             attempts = max(row["attempts"] for row in claimed) + 1

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.database import Database
-from gateway.settings import Settings
+from gateway.settings import GRACE_DAYS, Settings
 from services import response_cache
 from services.stripe.client import StripeApi
 from services.webhooks import inbox, reconcile
@@ -40,6 +40,7 @@ class WebhookWorker:
         concurrency: int = 4,
         listen: bool = True,
         reconcile_seconds: float = 0.0,
+        grace_days: int = GRACE_DAYS,
     ) -> None:
         self.database = database
         self.concurrency = concurrency
@@ -48,6 +49,7 @@ class WebhookWorker:
         self.poll_seconds = poll_seconds
         self.listen = listen
         self.reconcile_seconds = reconcile_seconds  # 0: no reconciliation passes
+        self.grace_days = grace_days
         self._idle: deque[asyncio.Future[None]] = deque()  # claim loops waiting for work
         self._missed_wake = False  # a NOTIFY came while no loop was waiting
         self._listener: AsyncConnection | None = None
@@ -106,7 +108,10 @@ class WebhookWorker:
 
     def _process_next_event(self) -> Awaitable[int]:
         return inbox.process_next_event(
-            database=self.database, stripe=self.stripe, policy=self.policy
+            database=self.database,
+            stripe=self.stripe,
+            policy=self.policy,
+            grace_days=self.grace_days,
         )
 
     async def _claim_loop(self) -> None:
@@ -208,4 +213,5 @@ def worker_for(*, database: Database, stripe: StripeApi, settings: Settings) -> 
         poll_seconds=settings.webhook_poll_seconds,
         concurrency=settings.webhook_worker_concurrency,
         reconcile_seconds=settings.reconcile_interval_seconds,
+        grace_days=settings.billing_grace_days,
     )
