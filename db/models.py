@@ -170,6 +170,8 @@ class Account(Timestamps, Base):
     notify_trial_reminders: Mapped[bool] = mapped_column(server_default=text("true"))
     # The access last announced to the product's endpoints (access.updated), "STATUS until".
     announced_access: Mapped[str | None]
+    # Set by eraseCustomer: the personal data is gone, the financial records kept.
+    erased_at: Mapped[datetime | None]
 
     __table_args__ = (
         CheckConstraint("user_id <> ''", name="user_id_not_empty"),
@@ -702,3 +704,18 @@ class ProductWebhookDelivery(Base):
         ),
         Index(None, "created_at", "id"),
     )
+
+
+class DataExport(Base):
+    """A customer's exportMyData: the archive is built when its owner fetches it, by a URL
+    holding a random token of which only the hash is kept."""
+
+    __tablename__ = "data_exports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    # sha256 of the URL's token, hex.
+    token_hash: Mapped[str] = mapped_column(unique=True)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    downloaded_at: Mapped[datetime | None]

@@ -1,7 +1,9 @@
-"""create_app(): the HTTP process: /graphql, /webhooks/stripe, /invoices/{id}/pdf, /app (the
-reference billing app), /metrics, /healthz and /readyz."""
+"""create_app(): the HTTP process: /graphql, /webhooks/stripe, /invoices/{id}/pdf,
+/exports/{token} (exportMyData's archive), /app (the reference billing app), /metrics,
+/healthz and /readyz."""
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -15,6 +17,7 @@ from db.database import Database, open_database
 from db.migrate import current_revision, head_revision, upgrade
 from gateway.auth import TokenVerifier
 from gateway.cached_queries import CachedQueryRoute
+from gateway.exports import data_export_router
 from gateway.graphiql import mount_graphiql_assets
 from gateway.invoices import invoice_pdf_router
 from gateway.live_ws import GatewayRouter
@@ -25,7 +28,7 @@ from gateway.webhooks import WebhookRoute, webhook_endpoint
 from resolvers.context import context_getter
 from schema.limits import CostBudgets
 from schema.schema import build_schema
-from services import catalog
+from services import catalog, retention
 from services.errors import DomainError
 from services.live_bus import LiveBus
 from services.outbox_worker import OutboxWorker
@@ -55,7 +58,8 @@ def create_app(
 
     With `start_sandbox` (serve without a Stripe key) the offline Stripe runs beside it;
     with `start_worker` a webhook worker applies the inbox's events in this process, and an
-    outbox worker sends the mails and the product's webhooks they cause.
+    outbox worker sends the mails and the product's webhooks they cause, and retention
+    passes run (services/retention.py).
     """
 
     @asynccontextmanager
@@ -88,6 +92,10 @@ def create_app(
                 stack.push_async_callback(worker.start().stop)
                 outbox = OutboxWorker(database=app.state.database, settings=settings)
                 stack.push_async_callback(outbox.start().stop)
+                retaining = asyncio.create_task(
+                    retention.keep_running(app.state.database, settings), name="retention"
+                )
+                stack.push_async_callback(_cancel, retaining)
             # What start-up built lives as long as the process: moved out of the collector's
             # sight, it is no longer traversed by every collection while requests run. A
             # response builds thousands of short-lived objects, freed by reference counting;
@@ -122,6 +130,7 @@ def create_app(
     app.include_router(graphql, prefix="/graphql")
     app.state.shared_streams = graphql.shared_streams
     app.include_router(invoice_pdf_router(settings, verifier))
+    app.include_router(data_export_router(settings, verifier))
     app.include_router(metrics_router(settings))
     # Inside the request-id layer: a cached answer has its id header and log line too.
     app.add_middleware(
@@ -200,6 +209,14 @@ async def _open_deliveries_when_listening(sandbox, settings: Settings) -> None:
         await writer.wait_closed()
         sandbox.deliverer.open()
         return
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait for it: what it holds (a pass's connection) is
+    given back before the database closes."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _sync_catalog(database: Database, stripe: StripeApi) -> None:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from fastapi import HTTPException
 
 from gateway.settings import Settings
 
@@ -86,6 +87,18 @@ def authenticate(
         return (verifier.verify(token) if token is not None else None), None
     except AuthError as exc:
         return None, str(exc)
+
+
+def require_principal(verifier: TokenVerifier, authorization: str | None) -> Principal:
+    """The caller of a REST route that needs one; 401 with the reason otherwise."""
+    principal, reason = authenticate(verifier, authorization)
+    if principal is None:
+        raise HTTPException(
+            status_code=401,
+            detail=f"Authentication required: {reason or 'no bearer token was sent'}",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
 
 
 def bearer_token(authorization: str | None) -> str | None:

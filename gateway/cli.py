@@ -80,6 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(run=_credits_verify)
 
+    retention = commands.add_parser(
+        "retention", help="strip and anonymise what is past its retention period"
+    )
+    retention.add_argument(
+        "--dry-run", action="store_true", help="only count what a pass would change"
+    )
+    retention.set_defaults(run=_retention)
+
     sandbox = commands.add_parser("sandbox", help="run the offline Stripe sandbox on its own")
     sandbox.add_argument("--port", type=int, default=12111, help="port (default 12111)")
     sandbox.add_argument("--state-file", type=Path, help="keep the sandbox's state in this file")
@@ -250,6 +258,7 @@ def _add_events_commands(commands: "argparse._SubParsersAction[Any]") -> None:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from services import retention
     from services.outbox_worker import OutboxWorker
     from services.stripe.client import StripeApi
     from services.webhooks.worker import worker_for
@@ -268,14 +277,15 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
                     worker_for(database=database, stripe=stripe, settings=settings).run()
                 )
                 workers.create_task(OutboxWorker(database=database, settings=settings).run())
+                workers.create_task(retention.keep_running(database, settings))
         finally:
             await stripe.close()
             await database.dispose()
 
     print(
         f"billing-gateway worker: applying webhook events, "
-        f"{settings.webhook_worker_concurrency} at a time, and sending the outbox's mails and "
-        "webhooks",
+        f"{settings.webhook_worker_concurrency} at a time, sending the outbox's mails and "
+        "webhooks, and running retention passes",
         flush=True,
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -357,6 +367,42 @@ def _credits_verify(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return _with_session(settings, run)
+
+
+def _retention(settings: Settings, args: argparse.Namespace) -> int:
+    from services import retention
+
+    async def run() -> int:
+        database = await open_database(settings)
+        try:
+            report = await retention.run(database, settings, dry_run=args.dry_run)
+        finally:
+            await database.dispose()
+        if report is None:
+            print("billing-gateway: another process is running retention", file=sys.stderr)
+            return 1
+        for line in _retention_lines(report):
+            print(line)
+        return 0
+
+    return asyncio.run(run())
+
+
+def _retention_lines(report: Any) -> list[str]:
+    """One line per action: "would strip 3 event payloads" or "stripped 3 event payloads"."""
+    done = {
+        "event_payloads_stripped": ("strip", "stripped", "webhook event payloads"),
+        "product_payloads_stripped": ("strip", "stripped", "product event payloads"),
+        "notifications_stripped": ("strip", "stripped", "notifications"),
+        "idempotency_keys_deleted": ("delete", "deleted", "idempotency keys"),
+        "invoices_anonymised": ("anonymise", "anonymised", "invoices"),
+        "payments_anonymised": ("anonymise", "anonymised", "payments"),
+    }
+    lines = []
+    for action, count in report.counts().items():
+        verb, past, what = done[action]
+        lines.append(f"would {verb} {count} {what}" if report.dry_run else f"{past} {count} {what}")
+    return lines
 
 
 def _event_json(row: Any) -> dict[str, Any]:

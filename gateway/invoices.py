@@ -8,7 +8,7 @@ PDF when it has one; the sandbox's PDF links lead nowhere, so there the gateway 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from gateway.auth import AuthError, TokenVerifier, bearer_token
+from gateway.auth import TokenVerifier, require_principal
 from gateway.settings import Settings
 from schema.ids import from_global_id
 from services import accounts, invoice_pdf
@@ -20,13 +20,7 @@ def invoice_pdf_router(settings: Settings, verifier: TokenVerifier) -> APIRouter
 
     @router.get("/invoices/{invoice_id}/pdf")
     async def invoice_as_pdf(invoice_id: str, request: Request) -> Response:
-        try:
-            token = bearer_token(request.headers.get("authorization"))
-            principal = verifier.verify(token) if token is not None else None
-        except AuthError as exc:
-            raise _unauthenticated(str(exc)) from exc
-        if principal is None:
-            raise _unauthenticated("no bearer token was sent")
+        principal = require_principal(verifier, request.headers.get("authorization"))
         row_id = _invoice_row_id(invoice_id)
         database = request.app.state.database
         async with database.read_session() as session:
@@ -63,11 +57,3 @@ def _invoice_row_id(invoice_id: str) -> int:
     if type_name != "Invoice":
         raise HTTPException(status_code=404, detail="Not Found")
     return row_id
-
-
-def _unauthenticated(reason: str) -> HTTPException:
-    return HTTPException(
-        status_code=401,
-        detail=f"Authentication required: {reason}",
-        headers={"WWW-Authenticate": "Bearer"},
-    )

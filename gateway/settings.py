@@ -143,6 +143,14 @@ class Settings(BaseSettings):
     # How often the outbox worker looks for due mails and deliveries when no NOTIFY wakes it.
     outbox_poll_seconds: float = 2.0
 
+    # Privacy: how long an exportMyData URL works; what retention keeps (services/retention.py):
+    # webhook payloads this many days, financial records this many years (then anonymised);
+    # workers run it this often (0: never, only `billing-gateway retention`).
+    data_export_ttl_seconds: int = 900
+    retention_event_payload_days: int = 365
+    retention_financial_years: int = 7
+    retention_interval_hours: float = 24.0
+
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
@@ -222,6 +230,15 @@ class Settings(BaseSettings):
         if min(self.product_webhook_retry_hours, self.product_webhook_timeout_seconds) <= 0:
             raise ConfigurationError(
                 "PRODUCT_WEBHOOK_RETRY_HOURS and PRODUCT_WEBHOOK_TIMEOUT_SECONDS must be positive"
+            )
+        if min(self.data_export_ttl_seconds, self.retention_event_payload_days) < 1:
+            raise ConfigurationError(
+                "DATA_EXPORT_TTL_SECONDS and RETENTION_EVENT_PAYLOAD_DAYS must be at least 1"
+            )
+        if self.retention_financial_years < 1 or self.retention_interval_hours < 0:
+            raise ConfigurationError(
+                "RETENTION_FINANCIAL_YEARS must be at least 1, RETENTION_INTERVAL_HOURS not "
+                "negative"
             )
         if self.live_queue_size < 1:
             raise ConfigurationError("LIVE_QUEUE_SIZE must be at least 1")

@@ -6,6 +6,7 @@ from resolvers.mutations.commerce import CommerceMutations
 from resolvers.mutations.credits import CreditMutations
 from resolvers.mutations.notifications import NotificationMutations
 from resolvers.mutations.payments import PaymentMutations
+from resolvers.mutations.privacy import PrivacyMutations
 from resolvers.mutations.subscriptions import SubscriptionMutations
 from resolvers.mutations.webhooks import WebhookMutations
 
@@ -18,5 +19,6 @@ Mutation = merge_types(
         WebhookMutations,
         CommerceMutations,
         NotificationMutations,
+        PrivacyMutations,
     ),
 )

@@ -9,6 +9,7 @@ import strawberry
 from db import models
 from schema.common import Node, UserError
 from schema.ids import to_global_id
+from services import notifications
 
 strawberry.enum(models.NotificationKind)
 strawberry.enum(models.DeliveryStatus)
@@ -24,10 +25,19 @@ class Notification(Node):
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None
+    row: strawberry.Private[models.Notification]
+
+    @strawberry.field(
+        description="The mail's plain-text body as it is (or was) sent: the outbox is readable "
+        "where no SMTP_URL sends it."
+    )
+    def text(self, info: strawberry.Info) -> str:
+        return notifications.render(self.row, info.context.settings).text
 
     @classmethod
     def from_model(cls, row: models.Notification) -> "Notification":
         return cls(
+            row=row,
             id=strawberry.ID(to_global_id("Notification", row.id)),
             kind=row.kind,
             status=row.status,

@@ -375,6 +375,12 @@ async def retry_notification(session: AsyncSession, *, notification_id: int) -> 
             f"The mail is {mail.status.value}: only a failed or skipped one is retried",
             ["notificationId"],
         )
+    if not mail.context:
+        raise DomainError(
+            ErrorCode.INVALID_STATE,
+            "The mail's contents were removed (retention or erasure): it cannot be sent",
+            ["notificationId"],
+        )
     email = await session.scalar(select(Account.email).where(Account.id == mail.account_id))
     mail.recipient = email or mail.recipient
     mail.status, mail.attempts, mail.last_error = DeliveryStatus.PENDING, 0, None

@@ -291,6 +291,14 @@ async def retry_delivery(session: AsyncSession, *, delivery_id: int) -> ListedDe
             raise DomainError(
                 ErrorCode.INVALID_STATE, "The delivery's endpoint was deleted", ["deliveryId"]
             )
+        event = await session.get(ProductEvent, delivery.event_id)
+        assert event is not None, "a delivery's event row is kept"
+        if event.payload.get("data") == {}:
+            raise DomainError(
+                ErrorCode.INVALID_STATE,
+                "The event's data was removed by retention: it cannot be sent",
+                ["deliveryId"],
+            )
         endpoint.enabled, endpoint.disabled_reason = True, None
         delivery.status = DeliveryStatus.PENDING
         delivery.next_attempt_at = func.now()

@@ -32,6 +32,7 @@ TABLES = {
     "product_webhook_endpoints",
     "product_events",
     "product_webhook_deliveries",
+    "data_exports",
 }
 
 

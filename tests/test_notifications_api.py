@@ -22,7 +22,7 @@ MY_MAILS = f"""
 query {{ viewer {{
   notificationPreferences {{ {PREFERENCES} }}
   notifications(first: 10) {{ totalCount edges {{ node {{
-    id kind status recipient subject attempts lastError createdAt sentAt
+    id kind status recipient subject attempts lastError createdAt sentAt text
   }} }} }}
 }} }}
 """
@@ -138,6 +138,8 @@ async def test_a_customer_sees_only_their_own_mails(client, db, token_for):
     assert mail["kind"] == "RECEIPT" and mail["status"] == "PENDING"
     assert mail["recipient"] == "alice@example.com" and "INV-1" in mail["subject"]
     assert mail["attempts"] == 0 and mail["sentAt"] is None
+    # Unsent (no SMTP_URL), the mail is read where it waits.
+    assert "INV-1" in mail["text"] and "$29.00" in mail["text"]
 
 
 async def test_admins_list_every_mail_and_customers_may_not(client, db, token_for):

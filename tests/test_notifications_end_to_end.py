@@ -5,20 +5,16 @@ delivery are in flight loses neither and makes no second row or message id."""
 
 import asyncio
 import contextlib
-import email
-import email.policy
-import socket
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
 from aiohttp import web
-from aiosmtpd.controller import Controller
 from standardwebhooks.webhooks import Webhook
 
 from tests.served import ServedGateway, free_port, served
+from tests.smtp_server import Inbox, serve
 
 # Guards against a gateway that never sends, never a measure of speed.
 PATIENCE_SECONDS = 120.0
@@ -50,27 +46,6 @@ query { admin { productWebhookDeliveries(first: 100) { edges { node {
 
 
 @dataclass
-class Inbox:
-    """What the SMTP server received; with `hold` set, the first message's DATA is held
-    unanswered (the sender is in mid-send) until `release` is set."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-    hold: bool = False
-    held: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.hold and not self.held.is_set():
-            self.held.set()
-            while not self.release.is_set():
-                await asyncio.sleep(0.05)
-            return "451 try again"  # nobody is listening any more
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append(message)  # type: ignore[arg-type]
-        return "250 OK"
-
-
-@dataclass
 class Endpoint:
     """A product backend's webhook route; with `hold` set, the first request is held
     unanswered until `release` is set."""
@@ -91,20 +66,6 @@ class Endpoint:
 
 
 @contextlib.asynccontextmanager
-async def smtp_server(inbox: Inbox) -> AsyncIterator[int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port
-    finally:
-        inbox.release.set()
-        controller.stop()
-
-
-@contextlib.asynccontextmanager
 async def http_endpoint(endpoint: Endpoint) -> AsyncIterator[Endpoint]:
     app = web.Application()
     app.router.add_post("/hooks", endpoint.handle)
@@ -122,16 +83,17 @@ async def http_endpoint(endpoint: Endpoint) -> AsyncIterator[Endpoint]:
 
 @contextlib.asynccontextmanager
 async def gateway_with_outbox(inbox: Inbox, endpoint: Endpoint) -> AsyncIterator[ServedGateway]:
-    async with smtp_server(inbox) as port, http_endpoint(endpoint):
-        env = {
-            "SMTP_URL": f"smtp://127.0.0.1:{port}",
-            "MAIL_FROM": "billing@acme.example",
-            "PRODUCT_NAME": "Acme Cloud",
-            "OUTBOX_POLL_SECONDS": "0.2",
-            "PRODUCT_WEBHOOK_TIMEOUT_SECONDS": "5",
-        }
-        async with served(env) as gateway:
-            yield gateway
+    with serve(inbox) as smtp:
+        async with http_endpoint(endpoint):
+            env = {
+                "SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
+                "MAIL_FROM": "billing@acme.example",
+                "PRODUCT_NAME": "Acme Cloud",
+                "OUTBOX_POLL_SECONDS": "0.2",
+                "PRODUCT_WEBHOOK_TIMEOUT_SECONDS": "5",
+            }
+            async with served(env) as gateway:
+                yield gateway
 
 
 async def eventually(check: Callable[[], Any]) -> Any:
@@ -170,7 +132,7 @@ def verified(secret: str, received: list[tuple[dict[str, str], bytes]]) -> list[
 
 
 def receipts(inbox: Inbox) -> list[EmailMessage]:
-    return [message for message in inbox.messages if "Receipt" in message["Subject"]]
+    return [got.message for got in inbox.messages if "Receipt" in got.message["Subject"]]
 
 
 async def test_a_subscription_mails_its_receipt_and_signs_its_events():
@@ -217,6 +179,7 @@ async def test_a_kill_mid_send_loses_and_duplicates_nothing():
         interrupted_id = endpoint.received[0][0]["webhook-id"]
 
         await gateway.kill()
+        inbox.hold = False  # the server answers what comes next
         inbox.release.set()
         endpoint.release.set()
         await gateway.restart()

@@ -13,7 +13,7 @@ from resolvers.permissions import require_admin, require_principal
 from schema.common import UserError
 from services.audit import Actor
 from services.card_data import reject_card_data
-from services.errors import DomainError
+from services.errors import DomainError, ErrorCode
 
 Payload = TypeVar("Payload")
 
@@ -47,6 +47,11 @@ async def run_mutation(
     try:
         reject_card_data(input)
         caller = Caller(principal, await info.context.account(), info.context.request_id)
+        if caller.account.erased_at is not None and not admin:
+            raise DomainError(
+                ErrorCode.CUSTOMER_ERASED,
+                "This customer's data was erased: it can no longer buy or change anything",
+            )
         return await action(caller)
     except DomainError as error:
         return payload(user_errors=[UserError.from_domain(error)])

@@ -13,6 +13,7 @@ import aiohttp
 import stripe
 
 from gateway.settings import SANDBOX_API_KEY, SANDBOX_STRIPE_JS_PATH, Settings
+from services.errors import DomainError, ErrorCode
 from services.observability import STRIPE_CALLS, STRIPE_DURATION
 from services.stripe.errors import translated_errors
 
@@ -112,6 +113,16 @@ class StripeApi:
 
     async def retrieve_customer(self, customer_id: str) -> stripe.Customer:
         return await self.call("customers.retrieve", self.v1.customers.retrieve_async(customer_id))
+
+    async def delete_customer(self, *, customer_id: str, idempotency_key: str) -> None:
+        """Delete the customer (Stripe cancels its subscriptions at once); one already
+        deleted counts as done."""
+        request = self.v1.customers.delete_async(customer_id, options=self._write(idempotency_key))
+        try:
+            await self.call("customers.delete", request)
+        except DomainError as error:
+            if error.code is not ErrorCode.NOT_FOUND:
+                raise
 
     async def update_billing_details(
         self, *, customer_id: str, details: dict[str, Any], idempotency_key: str

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.database import Database
 from db.models import StripeEvent, WebhookEventStatus
 from gateway.settings import GRACE_DAYS
-from services import live
-from services.errors import NotFound
+from services import live, retention
+from services.errors import DomainError, ErrorCode, NotFound
 from services.live import UpdateKind
 from services.pagination import Page, paginate
 from services.stripe.client import StripeApi
@@ -261,9 +261,15 @@ def _replay_values() -> dict[str, Any]:
 
 
 async def replay_event(*, session: AsyncSession, event_id: int | str) -> StripeEvent:
-    """Queue an event to be applied again now, whatever its status; NOT_FOUND if unknown."""
+    """Queue an event to be applied again now, whatever its status; NOT_FOUND if unknown,
+    INVALID_STATE once retention or an erasure stripped its payload."""
     async with session.begin():
         row = await get_event(session=session, event_id=event_id)
+        if retention.is_stripped(row.payload):
+            raise DomainError(
+                ErrorCode.INVALID_STATE,
+                "This event's payload was stripped (retention or erasure): it cannot be applied",
+            )
         await session.execute(
             update(StripeEvent).where(StripeEvent.id == row.id).values(**_replay_values())
         )

@@ -2,10 +2,19 @@
 both bodies, a receipt's PDF, SMTP AUTH with URL-encoded credentials, and the sandbox's
 refusal to mail real addresses."""
 
+import ipaddress
 import re
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from db.models import NotificationKind
 from gateway.settings import Settings
@@ -21,6 +30,7 @@ from tests.notifications.conftest import (
     notify,
     outbox,
 )
+from tests.smtp_server import Inbox, serve
 
 # The test servers take AUTH over plain TCP on loopback.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -218,3 +228,75 @@ async def test_with_real_stripe_real_addresses_are_mailed(db, settings, smtp):
 )
 def test_which_addresses_are_reserved_for_tests(address, reserved):
     assert notifications.is_test_address(address) is reserved
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (and its key), signed by itself."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("scheme", ["smtps", "smtp"])
+async def test_mail_goes_over_tls_to_a_server_the_machine_trusts(
+    db, settings, tmp_path, monkeypatch, scheme
+):
+    cert, key = self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    # The machine's trust store holds the server's certificate, as a real CA's would be.
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    # smtps: TLS from the first byte; smtp: STARTTLS, which the server offers.
+    options: dict[str, Any] = (
+        {"ssl_context": server_tls}
+        if scheme == "smtps"
+        else {"tls_context": server_tls, "require_starttls": True}
+    )
+    account = await make_account(db)
+    await notify(db, account.id)
+    with serve(Inbox(), **options) as server:
+        sending = mail_settings(settings, f"{scheme}://127.0.0.1:{server.port}")
+        assert await notifications.send_next(db, sending) == 1
+    (mail,) = await outbox(db)
+    assert mail.status == "sent", mail.last_error
+    (received,) = server.inbox.messages
+    assert received.message["Subject"] == mail.subject
+
+
+async def test_a_certificate_nobody_trusts_is_refused(db, settings, tmp_path):
+    cert, key = self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    account = await make_account(db)
+    await notify(db, account.id)
+    with serve(Inbox(), ssl_context=server_tls) as server:
+        sending = mail_settings(settings, f"smtps://127.0.0.1:{server.port}")
+        await notifications.send_next(db, sending)
+    (mail,) = await outbox(db)
+    assert mail.status == "pending" and "CERTIFICATE_VERIFY_FAILED" in mail.last_error
+    assert server.inbox.messages == []

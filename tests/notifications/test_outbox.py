@@ -14,7 +14,6 @@ from tests.notifications.conftest import (
     PATIENCE_SECONDS,
     PAYMENT_FAILED_CONTEXT,
     RECEIPT_CONTEXT,
-    free_port,
     mail_settings,
     make_account,
     make_due,
@@ -23,6 +22,7 @@ from tests.notifications.conftest import (
     sent_count,
     wait_for,
 )
+from tests.smtp_server import free_port
 
 # ---- writing ----
 

@@ -22,7 +22,7 @@ from db.models import (
 from services import credits, notifications, product_webhooks
 from services.credits import Posting
 from services.stripe.client import StripeApi
-from tests.test_notifications_end_to_end import Inbox, smtp_server
+from tests.smtp_server import Inbox, serve
 from tests.webhooks import lifecycles
 from tests.webhooks.lifecycles import apply_all, apply_concurrently
 
@@ -181,11 +181,12 @@ async def test_a_declined_renewal_mails_the_customer_and_announces_the_grace_per
     assert access[-1]["until"] and access[-1]["subscription"]["status"] == "PAST_DUE"
 
     inbox = Inbox()
-    async with smtp_server(inbox) as port:
-        mailing = settings.model_copy(update={"smtp_url": SecretStr(f"smtp://127.0.0.1:{port}")})
+    with serve(inbox) as smtp:
+        url = f"smtp://127.0.0.1:{smtp.port}"
+        mailing = settings.model_copy(update={"smtp_url": SecretStr(url)})
         while await notifications.send_next(db, mailing):
             pass
-    (sent,) = [m for m in inbox.messages if failed.subject == m["Subject"]]
+    (sent,) = [got.message for got in inbox.messages if got.message["Subject"] == failed.subject]
     text = sent.get_body(("plain",)).get_content()
     assert sent["To"] == EMAIL
     assert failed.context["amount"] in text and failed.context["pay_url"] in text
