@@ -2,9 +2,9 @@
 
 A pass (`run`; `billing-gateway retention`, and workers every RETENTION_INTERVAL_HOURS):
 - strips the payloads of settled webhook events (processed or skipped) received more than
-  RETENTION_EVENT_PAYLOAD_DAYS ago to a stub (`EVENT_STUB`: the event's id, type, created, and
-  the ids of its object, no personal data), which `events show` and the admin inbox still
-  show. Pending and failed events keep theirs: they are still to be applied;
+  RETENTION_EVENT_PAYLOAD_DAYS ago, or about an erased customer, to a stub (`EVENT_STUB`:
+  the event's id, type, created, and the ids of its object, no personal data), which
+  `events show` and the admin inbox still show. Pending and failed events keep theirs: they are still to be applied;
 - strips as old mails not waiting to be sent (context `{}`, recipient `''`) and the `data` of
   as old product events none of whose deliveries is pending: they hold names and emails;
 - deletes callers' idempotency keys older than Stripe's own window (`IDEMPOTENCY_WINDOW`):
@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from db.database import Database
 from db.models import (
+    Account,
     Base,
     DeliveryStatus,
     IdempotencyKey,
@@ -156,13 +157,22 @@ class Rule:
 EMPTY_OBJECT = literal({}, JSONB)
 SETTLED_EVENTS = (WebhookEventStatus.PROCESSED, WebhookEventStatus.SKIPPED)
 
+# Events Stripe sent about a customer after its erasure (services/erasure.py strips the
+# ones before) are stripped whatever their age.
+ABOUT_AN_ERASED_CUSTOMER = exists().where(
+    Account.erased_at.is_not(None),
+    Account.stripe_customer_id.in_(
+        [StripeEvent.object_id, StripeEvent.payload["data"]["object"]["customer"].astext]
+    ),
+)
+
 RULES = (
     Rule(
         "event_payloads_stripped",
         StripeEvent,
         lambda cut: (
             StripeEvent.status.in_(SETTLED_EVENTS)
-            & (StripeEvent.received_at < cut.payloads)
+            & ((StripeEvent.received_at < cut.payloads) | ABOUT_AN_ERASED_CUSTOMER)
             & ~StripeEvent.payload.has_key(STRIPPED_MARK)
         ),
         {"payload": EVENT_STUB},

@@ -274,3 +274,47 @@ async def test_an_erased_customer_has_nothing_to_export(client, db, billing, tok
     assert [error["code"] for error in result["data"]["exportMyData"]["userErrors"]] == [
         "CUSTOMER_ERASED"
     ]
+
+
+async def test_events_after_an_erasure_are_stripped_by_the_next_retention_pass(
+    client, db, billing, settings, token_for
+):
+    token, admin = token_for("ada"), token_for("ops", admin=True)
+    customer_id = await paying_customer(client, token, billing)
+    account = await account_of(db, "ada")
+    await erase(client, admin, customer_id)
+    # Stripe's events about the deleted customer, received (and applied) after the erasure.
+    async with db.session() as session, session.begin():
+        for event_id, customer in (
+            ("evt_late_ada", account.stripe_customer_id),
+            ("evt_someone_else", "cus_someone_else"),
+        ):
+            session.add(
+                StripeEvent(
+                    stripe_event_id=event_id,
+                    type="invoice.voided",
+                    stripe_created_at=datetime.now(UTC),
+                    object_id="in_late",
+                    payload={
+                        "id": event_id,
+                        "type": "invoice.voided",
+                        "created": 1796600000,
+                        "data": {"object": {"id": "in_late", "customer": customer, "x": "ada@x"}},
+                    },
+                    status=WebhookEventStatus.PROCESSED,
+                )
+            )
+
+    report = await retention.run(db, settings)
+
+    assert report.event_payloads_stripped == 1
+    async with db.session() as session:
+        payloads = {
+            row.stripe_event_id: row.payload
+            for row in await session.scalars(
+                select(StripeEvent).where(StripeEvent.object_id == "in_late")
+            )
+        }
+    assert retention.is_stripped(payloads["evt_late_ada"])
+    assert "ada@x" not in str(payloads["evt_late_ada"])
+    assert payloads["evt_someone_else"]["data"]["object"]["x"] == "ada@x"
