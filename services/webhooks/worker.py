@@ -20,6 +20,8 @@ from services.webhooks.inbox import RetryPolicy
 log = logging.getLogger("billing_gateway.webhooks.worker")
 
 FOLD_READ_CHANGES_SECONDS = 300.0
+# How long stop() lets claim loops finish the events in their hands.
+STOP_GRACE_SECONDS = 10.0
 # A failed reconciliation pass is tried again this soon (or at the interval, if shorter).
 RECONCILE_RETRY_SECONDS = 30.0
 
@@ -55,6 +57,8 @@ class WebhookWorker:
         self._listener: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection under the listener
         self._task: asyncio.Task[None] | None = None
+        self._claimers: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._next_fold = 0.0
 
     def start(self) -> "WebhookWorker":
@@ -62,7 +66,13 @@ class WebhookWorker:
         return self
 
     async def stop(self) -> None:
-        """Cancel the loops; an event in progress is rolled back and stays pending."""
+        """Let each claim loop finish the event in its hands (a cancelled one could leave its
+        connection mid-transaction), then cancel the loops; an event still running after
+        STOP_GRACE_SECONDS is rolled back and stays pending."""
+        self._stopping = True
+        self._wake_all()
+        if self._claimers:
+            await asyncio.wait(self._claimers, timeout=STOP_GRACE_SECONDS)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -77,8 +87,9 @@ class WebhookWorker:
                 loops.create_task(self._keep_listening())
                 if self.reconcile_seconds > 0:
                     loops.create_task(self._keep_reconciling())
-                for _ in range(self.concurrency):
-                    loops.create_task(self._claim_loop())
+                self._claimers = [
+                    loops.create_task(self._claim_loop()) for _ in range(self.concurrency)
+                ]
         finally:
             await self._stop_listening()
 
@@ -118,7 +129,7 @@ class WebhookWorker:
         """Claim until nothing is due, then wait. A loop that found an event wakes one more:
         a backlog brings every loop in, one event at a time, while a trickle keeps the
         others waiting rather than claiming in vain on every NOTIFY."""
-        while True:
+        while not self._stopping:
             try:
                 claimed = await self._process_next_event()
             except Exception:  # the database is unreachable: try again at the next poll
@@ -139,7 +150,15 @@ class WebhookWorker:
         # No loop waits: every one is claiming, so the next to find nothing claims again.
         self._missed_wake = self._missed_wake or remember
 
+    def _wake_all(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def _wait_for_work(self) -> None:
+        if self._stopping:
+            return
         if self._missed_wake:
             self._missed_wake = False
             return
