@@ -54,16 +54,6 @@ class OutboxWorker:
                     )
                 )
 
-    async def drain(self) -> int:
-        """Send every due mail and delivery, then return how many were tried."""
-        count = 0
-        async with product_webhooks.http_client(self.settings) as http:
-            while tried := await notifications.send_next(self.database, self.settings):
-                count += tried
-            while tried := await product_webhooks.deliver_next(self.database, self.settings, http):
-                count += tried
-        return count
-
     async def _keep_going(self, name: str, next_one: Callable[[], Awaitable[int]]) -> None:
         """Work while something is due, then wait for the next poll."""
         while True:
