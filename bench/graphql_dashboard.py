@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.support import free_port, require_wrk, scratch_database, wrk_post  # noqa: E402
 from db.database import Database  # noqa: E402
+from db.sealed import unseal  # noqa: E402
 from gateway.auth import TokenVerifier, bearer_token, mint_token  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from schema.ids import to_global_id  # noqa: E402
@@ -301,8 +302,9 @@ async def bare_dashboard(conn: asyncpg.Connection, user_id: str) -> dict[str, An
             "userId": account["user_id"],
             "customer": {
                 "id": to_global_id("Customer", account_id),
-                "email": account["email"],
-                "name": account["name"],
+                # Sealed at rest (db/sealed.py): the bare route opens them as the gateway does.
+                "email": unseal(account["email"]),
+                "name": unseal(account["name"]),
                 "defaultPaymentMethod": {
                     "id": to_global_id("PaymentMethod", default_card["id"]),
                     "brand": default_card["brand"],
@@ -421,8 +423,8 @@ async def bare_list(conn: asyncpg.Connection) -> dict[str, Any]:
         return {
             "id": to_global_id("Customer", row["id"]),
             "userId": row["user_id"],
-            "email": row["email"],
-            "name": row["name"],
+            "email": unseal(row["email"]),
+            "name": unseal(row["name"]),
             "stripeCustomerId": row["stripe_customer_id"],
             "createdAt": _time(row["created_at"]),
             "defaultPaymentMethod": {"brand": card["brand"], "last4": card["last4"]}

@@ -15,11 +15,17 @@ import httpx
 from sqlalchemy import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from db import sealed
 from db.database import Database, create_database_if_missing
 from db.embedded import start_embedded_postgres
 from db.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# One data key per run, in the environment, so the servers a benchmark starts seal and open
+# personal data as it does.
+os.environ.setdefault("DATA_ENCRYPTION_KEYS", sealed.new_key_text("bench"))
+sealed.install(sealed.Keyring.parse(os.environ["DATA_ENCRYPTION_KEYS"]))
 
 WRK_SCRIPT = """
 local requests = {}

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from db import sealed
 from db.embedded import DATABASE_NAME, start_embedded_postgres
 from gateway.settings import Settings
 
@@ -156,6 +157,8 @@ async def create_database_if_missing(server_url: URL, name: str) -> None:
 
 
 async def open_database(settings: Settings) -> Database:
+    """The process's database, with the data keys its sealed columns need installed."""
+    sealed.install(sealed.keyring_for(settings))
     # As many connections as 20 + 20 overflow allowed, all kept: 32 concurrent dashboards
     # (five reads at once each) overflowed 20 and opened and closed a connection for every
     # other request, a backend started each time (bench/graphql_dashboard.py: 66 -> 78

@@ -22,11 +22,15 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import BYTEA, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from db import sealed
+from db.sealed import SealedJSON, SealedText
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -153,12 +157,14 @@ class Account(Timestamps, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[str] = mapped_column(unique=True)
-    email: Mapped[str | None]
-    name: Mapped[str | None]
+    # Personal data is sealed (db/sealed.py); the email is found by its blind index.
+    email: Mapped[str | None] = mapped_column(SealedText)
+    email_index: Mapped[bytes | None] = mapped_column(BYTEA, index=True)
+    name: Mapped[str | None] = mapped_column(SealedText)
     stripe_customer_id: Mapped[str | None] = mapped_column(unique=True)
     default_payment_method_stripe_id: Mapped[str | None]
     # The Stripe customer's billing address: {line1, line2, city, state, postal_code, country}.
-    address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    address: Mapped[dict[str, Any] | None] = mapped_column(SealedJSON)
     # Set by the first purchase; Stripe bills a customer in one currency.
     currency: Mapped[str | None] = mapped_column(String(3))
     stripe_deleted_at: Mapped[datetime | None]
@@ -177,6 +183,14 @@ class Account(Timestamps, Base):
         CheckConstraint("user_id <> ''", name="user_id_not_empty"),
         Index(None, "created_at", "id"),
     )
+
+
+@event.listens_for(Account, "before_insert")
+@event.listens_for(Account, "before_update")
+def _index_email(_mapper: Any, _connection: Any, account: Account) -> None:
+    """The blind index follows the email whatever flushes it (statements that set the email
+    without the ORM's unit of work set the index themselves)."""
+    account.email_index = sealed.keyring().email_index(account.email)
 
 
 class Plan(StripeMirror, Base):
@@ -298,12 +312,10 @@ class Invoice(StripeMirror, Base):
     )
     # One entry per tax rate: {amount, name, percentage, inclusive, country}.
     taxes: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
-    # The customer's tax ids as printed on the invoice: {type, value}.
-    customer_tax_ids: Mapped[list[dict[str, Any]]] = mapped_column(
-        JSONB, server_default=text("'[]'::jsonb")
-    )
+    # The customer's tax ids as printed on the invoice, [{type, value}] (None: none).
+    customer_tax_ids: Mapped[list[dict[str, Any]] | None] = mapped_column(SealedJSON)
     # The address the invoice was billed to, once finalized.
-    customer_address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    customer_address: Mapped[dict[str, Any] | None] = mapped_column(SealedJSON)
 
     __table_args__ = (
         CheckConstraint(CURRENCY_CHECK, name="currency_code"),
@@ -350,7 +362,7 @@ class TaxId(StripeMirror, Base):
     stripe_tax_id: Mapped[str] = mapped_column(unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
     type: Mapped[str]
-    value: Mapped[str]
+    value: Mapped[str] = mapped_column(SealedText)
     country: Mapped[str | None]
     verification: Mapped[str]
     deleted_at: Mapped[datetime | None]
@@ -471,6 +483,8 @@ class StripeEvent(Base):
     livemode: Mapped[bool] = mapped_column(server_default=text("false"))
     stripe_created_at: Mapped[datetime]
     object_id: Mapped[str | None] = mapped_column(index=True)
+    # services/webhooks/inbox.py's envelope: what SQL needs (id, type, created, the object's
+    # ids) in the clear, the event as received sealed in `sealed`.
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     status: Mapped[WebhookEventStatus] = mapped_column(
         _enum_column(WebhookEventStatus, "status"), server_default=WebhookEventStatus.PENDING.value
@@ -510,7 +524,7 @@ class IdempotencyKey(Base):
     operation: Mapped[str]
     request_hash: Mapped[str]
     # Null while the first request is still running.
-    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    response: Mapped[dict[str, Any] | None] = mapped_column(SealedJSON)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     completed_at: Mapped[datetime | None]
 
@@ -598,9 +612,12 @@ class Notification(Base):
     kind: Mapped[NotificationKind] = mapped_column(_enum_column(NotificationKind, "kind"))
     # "<kind>:<what caused it>", e.g. "receipt:in_123".
     cause: Mapped[str] = mapped_column(unique=True)
-    recipient: Mapped[str] = mapped_column(server_default=text("''"))
+    # The account's email and name when the mail was written ('' and None: none).
+    recipient: Mapped[str] = mapped_column(SealedText, server_default=text("''"))
+    recipient_name: Mapped[str | None] = mapped_column(SealedText)
     subject: Mapped[str]
-    # The template's values, rendered when the mail is sent.
+    # The template's values, rendered when the mail is sent (nothing personal: the recipient's
+    # name is recipient_name).
     context: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     # The invoice whose PDF is attached (receipts).
     invoice_stripe_id: Mapped[str | None]
@@ -634,8 +651,8 @@ class ProductWebhookEndpoint(Base):
     url: Mapped[str]
     # The event types it receives; empty for all.
     event_types: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
-    # whsec_<base64>: the signing secret.
-    secret: Mapped[str]
+    # whsec_<base64>: the signing secret, sealed.
+    secret: Mapped[str] = mapped_column(SealedText)
     enabled: Mapped[bool] = mapped_column(server_default=text("true"))
     # Why it was disabled (a 410 Gone from the endpoint), None while enabled.
     disabled_reason: Mapped[str | None]
@@ -657,7 +674,8 @@ class ProductEvent(Base):
     type: Mapped[str]
     # The customer it is about (deliveries of one customer go out in order); None: none.
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
-    # The whole body: {id, type, timestamp, data}.
+    # The body {id, type, timestamp, data} with `data` sealed: {id, type, timestamp, sealed}
+    # (retention replaces `sealed` with `data: {}`).
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 

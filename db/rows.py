@@ -2,7 +2,8 @@
 no session, statement construction or result processing, and one prepared statement per
 table and key column whatever the number of keys (`= ANY($1)`, where an `IN` list is a new
 statement for each length). They read like the engine's rows of the table's columns:
-attributes named by column, enum columns as their enum members, JSONB decoded."""
+attributes named by column, enum columns as their enum members, JSONB decoded, sealed
+columns opened."""
 
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Enum, Table
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
 
 from db.database import Database
 
@@ -21,6 +23,8 @@ def _decoder(column_type: Any) -> Callable[[Any], Any] | None:
         return column_type.enum_class
     if isinstance(column_type, JSONB):
         return orjson.loads
+    if isinstance(column_type, TypeDecorator):  # personal data, sealed (db/sealed.py)
+        return lambda value: column_type.process_result_value(value, None)
     return None
 
 

@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import uvloop
 from pydantic import ValidationError
 
 from db import migrate as migrations
+from db import sealed
 from db.database import Database, open_database
 from db.embedded import DatabaseStartError
 from db.models import WebhookEventStatus
@@ -87,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only count what a pass would change"
     )
     retention.set_defaults(run=_retention)
+
+    keys = commands.add_parser("keys", help="the data keys personal data is sealed with")
+    key_actions = keys.add_subparsers(required=True, metavar="ACTION")
+    rotate = key_actions.add_parser(
+        "rotate", help="re-seal every value under DATA_ENCRYPTION_KEYS' first key, online"
+    )
+    rotate.add_argument("--batch-size", type=int, default=500, help="rows per transaction")
+    rotate.set_defaults(run=_keys_rotate)
+    generate = key_actions.add_parser("generate", help="print a new key for DATA_ENCRYPTION_KEYS")
+    generate.add_argument("--id", default=None, help="its key id (default: today's date)")
+    generate.set_defaults(run=_keys_generate)
 
     sandbox = commands.add_parser("sandbox", help="run the offline Stripe sandbox on its own")
     sandbox.add_argument("--port", type=int, default=12111, help="port (default 12111)")
@@ -388,6 +401,28 @@ def _retention(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    from services import key_rotation
+
+    async def run() -> int:
+        database = await open_database(settings)
+        try:
+            counts = await key_rotation.rotate(database, batch_size=args.batch_size)
+        finally:
+            await database.dispose()
+        for field, count in counts.items():
+            print(f"re-sealed {count} {field}")
+        print(f"every sealed value is under key {sealed.keyring().primary.id}", file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
+
+
+def _keys_generate(settings: Settings, args: argparse.Namespace) -> int:
+    print(sealed.new_key_text(args.id or datetime.now(UTC).strftime("%Y-%m-%d")))
+    return 0
+
+
 def _retention_lines(report: Any) -> list[str]:
     """One line per action: "would strip 3 event payloads" or "stripped 3 event payloads"."""
     done = {
@@ -409,9 +444,14 @@ def _event_json(row: Any) -> dict[str, Any]:
     names = [
         "id", "stripe_event_id", "type", "status", "attempts", "last_error", "livemode",
         "api_version", "object_id", "stripe_created_at", "received_at", "next_attempt_at",
-        "processed_at", "payload",
+        "processed_at",
     ]  # fmt: skip
-    return {name: getattr(row, name) for name in names}
+    from services.webhooks.inbox import event_of
+
+    # The event as received (its personal data opened for the operator), or the stub kept.
+    return {name: getattr(row, name) for name in names} | {
+        "payload": event_of(row.payload) or row.payload
+    }
 
 
 def _events_replay(settings: Settings, args: argparse.Namespace) -> int:

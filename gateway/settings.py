@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     # webhook payloads this many days, financial records this many years (then anonymised);
     # workers run it this often (0: never, only `billing-gateway retention`).
     data_export_ttl_seconds: int = 900
+    # Personal data is sealed with these (db/sealed.py): `id:base64key,…`, the first seals,
+    # all open. Unset outside production: a key generated under BILLING_DATA_DIR.
+    data_encryption_keys: SecretStr | None = None
     retention_event_payload_days: int = 365
     retention_financial_years: int = 7
     retention_interval_hours: float = 24.0
@@ -182,7 +185,9 @@ class Settings(BaseSettings):
                 )
         return origins
 
-    @field_validator("database_url", "metrics_token", "smtp_url", mode="before")
+    @field_validator(
+        "database_url", "metrics_token", "smtp_url", "data_encryption_keys", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return value or None
@@ -335,6 +340,8 @@ def _check_production(settings: Settings) -> None:
             raise ConfigurationError(
                 f"JWT_SECRET must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"
             )
+    if settings.data_encryption_keys is None:
+        raise ConfigurationError("DATA_ENCRYPTION_KEYS must be set in production")
     if settings.stripe_api_key is None:
         raise ConfigurationError("STRIPE_API_KEY must be set in production (no sandbox)")
     if not settings.stripe_publishable_key:

@@ -282,7 +282,7 @@ class Invoice(Node):
             discounts=[Discount.of(described) for described in row.discounts],
             total_discount=Money.of(row.total_discount, row.currency),
             taxes=[TaxAmount.of(described, row.currency) for described in row.taxes],
-            customer_tax_ids=[entry["value"] for entry in row.customer_tax_ids],
+            customer_tax_ids=[entry["value"] for entry in row.customer_tax_ids or []],
             total=Money.of(row.total, row.currency),
             tax=Money.of(row.tax, row.currency) if row.tax is not None else None,
             amount_due=Money.of(row.amount_due, row.currency),

@@ -4,6 +4,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import sealed
 from db.models import Account
 from services.pagination import Page, paginate
 
@@ -15,7 +16,12 @@ async def ensure_account(
     async with session.begin():
         inserted = await session.scalar(
             insert(Account)
-            .values(user_id=user_id, email=email, name=name)
+            .values(
+                user_id=user_id,
+                email=email,
+                email_index=sealed.keyring().email_index(email),
+                name=name,
+            )
             .on_conflict_do_nothing(index_elements=[Account.user_id])
             .returning(Account)
         )
@@ -43,14 +49,14 @@ async def load_account(session: AsyncSession, account_id: int) -> Account:
 async def search_accounts(
     *, session: AsyncSession, search: str | None, first: int | None, after: str | None
 ) -> Page[Account]:
-    """Accounts newest first, matching an email fragment, a user id or a Stripe customer id."""
+    """Accounts newest first whose email (exactly, in any case), user id or Stripe customer
+    id is `search`. Emails are sealed: they are matched by their blind index."""
     query = select(Account)
     term = (search or "").strip()
     if term:
-        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
             or_(
-                Account.email.ilike(pattern, escape="\\"),
+                Account.email_index.in_(sealed.keyring().email_indexes(term)),
                 Account.user_id == term,
                 Account.stripe_customer_id == term,
             )

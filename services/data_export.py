@@ -225,7 +225,7 @@ def _invoice(row: Invoice, lines: list[dict[str, Any]]) -> dict[str, Any]:
         "amountRemaining": row.amount_remaining,
         "discounts": row.discounts,
         "taxes": row.taxes,
-        "customerTaxIds": row.customer_tax_ids,
+        "customerTaxIds": row.customer_tax_ids or [],
         "customerAddress": row.customer_address,
         "periodStart": _iso(row.period_start),
         "periodEnd": _iso(row.period_end),

@@ -7,7 +7,7 @@ later events about it would bring back (its canceled subscriptions' invoices, a 
 customer.updated). Its token can still sign in and read the empty tombstone, and every
 customer mutation answers CUSTOMER_ERASED (resolvers/mutations/common.py)."""
 
-from sqlalchemy import case, delete, func, null, update
+from sqlalchemy import case, delete, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
@@ -19,6 +19,7 @@ from db.models import (
     Notification,
     PaymentMethod,
     PaymentTransaction,
+    ProductEvent,
     StripeEvent,
     TaxId,
     WebhookEventStatus,
@@ -85,13 +86,12 @@ async def _tombstone(session: AsyncSession, account: Account) -> None:
     await session.execute(
         update(Account)
         .where(Account.id == owned)
-        # null(): None would be stored as JSON null, not as SQL NULL.
-        .values(email=None, name=None, address=null(), erased_at=func.now())
+        .values(email=None, email_index=None, name=None, address=None, erased_at=func.now())
     )
     await session.execute(
         update(Invoice)
         .where(Invoice.account_id == owned)
-        .values(customer_address=null(), customer_tax_ids=[])
+        .values(customer_address=None, customer_tax_ids=None)
     )
     await session.execute(
         update(PaymentTransaction)
@@ -106,7 +106,12 @@ async def _tombstone(session: AsyncSession, account: Account) -> None:
     await session.execute(
         update(Notification)
         .where(Notification.account_id == owned)
-        .values(recipient="", context={})
+        .values(recipient="", recipient_name=None, context={})
+    )
+    await session.execute(
+        update(ProductEvent)
+        .where(ProductEvent.account_id == owned, retention.PRODUCT_EVENT_SETTLED)
+        .values(payload=retention.PRODUCT_EVENT_STUB)
     )
     for model in (TaxId, PaymentMethod, IdempotencyKey, DataExport):
         await session.execute(delete(model).where(model.account_id == owned))

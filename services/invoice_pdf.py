@@ -97,7 +97,7 @@ def _buyer(invoice: Any, customer: Any) -> list[str]:
     )
     tax_ids = [
         f"{TAX_ID_LABELS.get(entry['type'], 'Tax ID')} {entry['value']}"
-        for entry in invoice.customer_tax_ids
+        for entry in invoice.customer_tax_ids or []
     ]
     return [
         customer.name or "",

@@ -15,8 +15,9 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.util import identity_key
+from sqlalchemy.types import TypeDecorator
 
-from db import models
+from db import models, sealed
 from db.database import driver_of
 from db.models import (
     Account,
@@ -107,9 +108,7 @@ async def _upsert(
     whether this state was applied (False: the row holds newer state)."""
     table: Table = model.__table__  # type: ignore[assignment]
     values = values | {"last_event_at": observed_at, "last_event_id": event_id}
-    arguments = [
-        json.dumps(value) if isinstance(value, dict | list) else value for value in values.values()
-    ]
+    arguments = [_bound(table.c[name].type, value) for name, value in values.items()]
     driver = await driver_of(session)
     row_id = await driver.fetchval(_upsert_sql(table, key, tuple(values)), *arguments)
     if row_id is not None:
@@ -122,6 +121,13 @@ async def _upsert(
     existing = await driver.fetchval(_row_id_sql(table.name, key), values[key])
     assert existing is not None, "a conflicting row exists"
     return existing, False
+
+
+def _bound(column_type: Any, value: Any) -> Any:
+    """A value as the driver takes it for the column: JSON as text, personal data sealed."""
+    if isinstance(column_type, TypeDecorator):
+        return column_type.process_bind_param(value, None)
+    return json.dumps(value) if isinstance(value, dict | list) else value
 
 
 @cache
@@ -194,7 +200,8 @@ async def upsert_plan(
 UPDATE_CUSTOMER = """
 UPDATE accounts
 SET default_payment_method_stripe_id = $2, email = coalesce($3, email),
-    name = coalesce($4, name), address = $7::jsonb, currency = coalesce($8, currency),
+    email_index = coalesce($9, email_index), name = coalesce($4, name), address = $7,
+    currency = coalesce($8, currency),
     last_event_at = $5, last_event_id = $6, updated_at = now()
 WHERE stripe_customer_id = $1 AND (last_event_at IS NULL OR last_event_at <= $5)
 RETURNING id
@@ -223,18 +230,19 @@ async def upsert_customer(
     """Copy a Stripe customer's default payment method, email, name, address and currency
     onto its account."""
     settings = customer.get("invoice_settings") or {}
-    address = customer.get("address")
+    email = customer.get("email") or None
     driver = await driver_of(session)
     account_id = await driver.fetchval(
         UPDATE_CUSTOMER,
         customer["id"],
         stripe_id(settings.get("default_payment_method")),
-        customer.get("email") or None,
-        customer.get("name") or None,
+        sealed.seal(email),
+        sealed.seal(customer.get("name") or None),
         observed_at,
         event_id,
-        json.dumps(address) if address else None,
+        sealed.seal_json(customer.get("address") or None),
         customer.get("currency") or None,
+        sealed.keyring().email_index(email),
     )
     _expire_loaded(session, Account, account_id)
 
@@ -390,7 +398,8 @@ async def upsert_invoice(
         "customer_tax_ids": [
             {"type": entry["type"], "value": entry["value"]}
             for entry in invoice.get("customer_tax_ids") or []
-        ],
+        ]
+        or None,
         "customer_address": invoice.get("customer_address"),
         "stripe_created_at": timestamp(invoice["created"]),
     }
@@ -544,7 +553,7 @@ async def upsert_tax_id(
         tax_id["id"],
         account_id,
         tax_id["type"],
-        tax_id["value"],
+        sealed.seal(tax_id["value"]),
         tax_id.get("country"),
         (tax_id.get("verification") or {}).get("status") or "unavailable",
         observed_at if deleted else None,

@@ -25,6 +25,7 @@ import jinja2
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import sealed
 from db.database import Database, driver_of
 from db.models import Account, DeliveryStatus, Invoice, Notification, NotificationKind
 from gateway.settings import Settings
@@ -76,12 +77,12 @@ class Preferences:
 # ---- writing mails ----
 
 # One statement: the recipient, the name and whether the customer wants the kind are the
-# account's as the cause's transaction sees them.
+# account's as the cause's transaction sees them (email and name copied sealed as they are).
 NOTIFY = """
 INSERT INTO notifications
-    (account_id, kind, cause, recipient, subject, context, invoice_stripe_id, status, last_error)
-SELECT account.id, $2, $3, coalesce(account.email, ''), $4,
-    $5::jsonb || jsonb_build_object('customer_name', account.name), $6,
+    (account_id, kind, cause, recipient, recipient_name, subject, context, invoice_stripe_id,
+     status, last_error)
+SELECT account.id, $2, $3, coalesce(account.email, ''), account.name, $4, $5::jsonb, $6,
     CASE WHEN wanted AND coalesce(account.email, '') <> '' THEN 'pending' ELSE 'skipped' END,
     CASE WHEN NOT wanted THEN $7 WHEN coalesce(account.email, '') = '' THEN $8 END
 FROM accounts AS account,
@@ -143,7 +144,10 @@ def _subject(kind: NotificationKind, context: dict[str, Any]) -> str:
 
 def render(notification: Notification, settings: Settings) -> RenderedMail:
     """The mail as sent: its stored subject and the bodies from its stored context."""
-    context = notification.context | {"product_name": settings.product_name}
+    context = notification.context | {
+        "product_name": settings.product_name,
+        "customer_name": notification.recipient_name,
+    }
     kind = NotificationKind(notification.kind).value
     return RenderedMail(
         subject=notification.subject,
@@ -177,7 +181,8 @@ WHERE id = (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, account_id, kind, cause, recipient, subject, context, invoice_stripe_id, attempts
+RETURNING id, account_id, kind, cause, recipient, recipient_name, subject, context,
+    invoice_stripe_id, attempts
 """
 # Each outcome is written only for the claim it belongs to (attempts), so a worker that
 # outlived its lease does not overwrite the attempt that took over.
@@ -226,6 +231,8 @@ async def _claim(database: Database) -> Notification | None:
     values = dict(row) | {
         "kind": NotificationKind(row["kind"]),
         "context": json.loads(row["context"]),
+        "recipient": sealed.unseal(row["recipient"]),
+        "recipient_name": sealed.unseal(row["recipient_name"]),
     }
     return Notification(**values)
 

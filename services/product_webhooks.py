@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook
 from yarl import URL
 
+from db import sealed
 from db.database import Database, driver_of
 from db.models import DeliveryStatus, ProductEvent, ProductWebhookDelivery, ProductWebhookEndpoint
 from gateway.settings import Settings
@@ -94,12 +95,9 @@ async def publish(
         raise ValueError(f"unknown product event type {type!r}")
     message_id = f"msg_{uuid.uuid4().hex}"
     at = (occurred_at or datetime.now(UTC)).astimezone(UTC)
-    payload = {
-        "id": message_id,
-        "type": type,
-        "timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "data": data,
-    }
+    clear = {"id": message_id, "type": type, "timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    # The data names the customer and may hold its tax ids: sealed.
+    payload = sealed.envelope(clear, json.dumps(data))
     driver = await driver_of(session)
     await driver.execute(PUBLISH, message_id, cause, type, account_id, json.dumps(payload))
 
@@ -293,7 +291,7 @@ async def retry_delivery(session: AsyncSession, *, delivery_id: int) -> ListedDe
             )
         event = await session.get(ProductEvent, delivery.event_id)
         assert event is not None, "a delivery's event row is kept"
-        if event.payload.get("data") == {}:
+        if sealed.SEALED not in event.payload:
             raise DomainError(
                 ErrorCode.INVALID_STATE,
                 "The event's data was removed by retention: it cannot be sent",
@@ -404,8 +402,11 @@ def http_client(settings: Settings) -> aiohttp.ClientSession:
 
 
 def body_of(payload: dict[str, Any]) -> bytes:
-    """The bytes sent for an event's payload: the same on every attempt."""
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    """The bytes sent for an event's stored payload (its data opened): the same on every
+    attempt."""
+    body = {key: value for key, value in payload.items() if key != sealed.SEALED}
+    body["data"] = json.loads(sealed.keyring().open(payload[sealed.SEALED]))
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
 def signed_headers(*, secret: str, message_id: str, body: bytes, at: datetime) -> dict[str, str]:
@@ -528,7 +529,9 @@ async def _claim(database: Database, settings: Settings) -> Claimed | None:
     lease = timedelta(seconds=settings.product_webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
     async with database.driver_connection() as connection:
         row = await connection.fetchrow(CLAIM, lease)
-    return Claimed(**dict(row)) if row is not None else None
+    if row is None:
+        return None
+    return Claimed(**dict(row) | {"secret": sealed.keyring().open(row["secret"])})
 
 
 async def _attempt(http: aiohttp.ClientSession, settings: Settings, claimed: Claimed) -> Attempt:

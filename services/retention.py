@@ -5,7 +5,7 @@ A pass (`run`; `billing-gateway retention`, and workers every RETENTION_INTERVAL
   RETENTION_EVENT_PAYLOAD_DAYS ago, or about an erased customer, to a stub (`EVENT_STUB`:
   the event's id, type, created, and the ids of its object, no personal data), which
   `events show` and the admin inbox still show. Pending and failed events keep theirs: they are still to be applied;
-- strips as old mails not waiting to be sent (context `{}`, recipient `''`) and the `data` of
+- strips as old mails not waiting to be sent (context `{}`, no recipient) and the `data` of
   as old product events none of whose deliveries is pending: they hold names and emails;
 - deletes callers' idempotency keys older than Stripe's own window (`IDEMPOTENCY_WINDOW`):
   a retry after it would reach Stripe as a new request anyway;
@@ -32,9 +32,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import ColumnElement, delete, exists, func, literal, null, or_, select, update
+from sqlalchemy import ColumnElement, Text, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
+from db import sealed
 from db.database import Database
 from db.models import (
     Account,
@@ -166,6 +167,16 @@ ABOUT_AN_ERASED_CUSTOMER = exists().where(
     ),
 )
 
+# A product event whose data is still held and owed to no endpoint any more.
+PRODUCT_EVENT_SETTLED = ProductEvent.payload.has_key(sealed.SEALED) & ~exists().where(
+    ProductWebhookDelivery.event_id == ProductEvent.id,
+    ProductWebhookDelivery.status == DeliveryStatus.PENDING,
+)
+# Its envelope's clear part (id, type, timestamp) with empty data.
+PRODUCT_EVENT_STUB = ProductEvent.payload.op("-", return_type=JSONB)(
+    literal(sealed.SEALED, Text)
+).op("||", return_type=JSONB)(literal({"data": {}}, JSONB))
+
 RULES = (
     Rule(
         "event_payloads_stripped",
@@ -180,15 +191,8 @@ RULES = (
     Rule(
         "product_payloads_stripped",
         ProductEvent,
-        lambda cut: (
-            (ProductEvent.created_at < cut.payloads)
-            & ProductEvent.payload["data"].is_distinct_from(EMPTY_OBJECT)
-            & ~exists().where(
-                ProductWebhookDelivery.event_id == ProductEvent.id,
-                ProductWebhookDelivery.status == DeliveryStatus.PENDING,
-            )
-        ),
-        {"payload": ProductEvent.payload.op("||")(literal({"data": {}}, JSONB))},
+        lambda cut: (ProductEvent.created_at < cut.payloads) & PRODUCT_EVENT_SETTLED,
+        {"payload": PRODUCT_EVENT_STUB},
     ),
     Rule(
         "notifications_stripped",
@@ -196,9 +200,13 @@ RULES = (
         lambda cut: (
             (Notification.created_at < cut.payloads)
             & (Notification.status != DeliveryStatus.PENDING)
-            & or_(Notification.context != EMPTY_OBJECT, Notification.recipient != "")
+            & or_(
+                Notification.context != EMPTY_OBJECT,
+                Notification.recipient != "",
+                Notification.recipient_name.is_not(None),
+            )
         ),
-        {"context": EMPTY_OBJECT, "recipient": ""},
+        {"context": EMPTY_OBJECT, "recipient": "", "recipient_name": None},
     ),
     Rule(
         "idempotency_keys_deleted",
@@ -213,11 +221,10 @@ RULES = (
             (func.greatest(Invoice.stripe_created_at, Invoice.period_end) < cut.financial)
             & or_(
                 Invoice.customer_address.is_not(None),
-                Invoice.customer_tax_ids != literal([], JSONB),
+                Invoice.customer_tax_ids.is_not(None),
             )
         ),
-        # null(): None would be stored as JSON null, not as SQL NULL.
-        {"customer_address": null(), "customer_tax_ids": literal([], JSONB)},
+        {"customer_address": None, "customer_tax_ids": None},
     ),
     Rule(
         "payments_anonymised",

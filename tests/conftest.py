@@ -16,6 +16,7 @@ import pytest
 import stripe
 from sqlalchemy import URL, select, text
 
+from db import sealed
 from db.database import Database, asyncpg_url, create_database_if_missing
 from db.embedded import start_embedded_postgres
 from db.migrate import upgrade
@@ -31,6 +32,11 @@ from services import catalog
 from services.stripe.client import StripeApi
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# One data key for the run, in the environment, so the processes tests start (served
+# gateways, the CLI) seal and open personal data as the test process does.
+os.environ.setdefault("DATA_ENCRYPTION_KEYS", sealed.new_key_text("test"))
+sealed.install(sealed.Keyring.parse(os.environ["DATA_ENCRYPTION_KEYS"]))
 
 
 def server_url() -> URL:

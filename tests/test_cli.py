@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from db.database import Database
 from db.migrate import head_revision
+from db.models import Account
 from gateway.auth import TokenVerifier
 from gateway.settings import Settings
 from tests.conftest import create_scratch_database, drop_database
@@ -269,7 +270,7 @@ async def test_sync_repairs_accounts_and_fetches_missing_events(
         accounts = await asyncio.to_thread(run, "sync", env=env)
         events = await asyncio.to_thread(run, "sync", "--events", env=env)
         async with database.engine.connect() as conn:
-            email = await conn.scalar(text("SELECT email FROM accounts WHERE user_id = 'u1'"))
+            email = await conn.scalar(select(Account.email).where(Account.user_id == "u1"))
             stored = await conn.scalar(text("SELECT count(*) FROM stripe_events"))
     finally:
         await database.dispose()

@@ -439,9 +439,10 @@ async def test_the_compose_stack_runs_as_local_processes_and_the_worker_applies_
         assert "--no-migrate" in gateway.spec["command"]
         # The gateway stores webhook events; only the worker service applies them.
         assert gateway.env["WEBHOOK_WORKER_IN_PROCESS"] == "false"
-        # The worker shares the gateway's data volume, where the sandbox's address is kept.
+        # The worker shares the gateway's data volume, where the sandbox's address is kept,
+        # and so does the migration: all three seal with the data key generated there.
         assert worker.env["BILLING_DATA_DIR"] == gateway.env["BILLING_DATA_DIR"]
-        assert migrate.env["BILLING_DATA_DIR"] != gateway.env["BILLING_DATA_DIR"]
+        assert migrate.env["BILLING_DATA_DIR"] == gateway.env["BILLING_DATA_DIR"]
         sandbox_url = (Path(gateway.env["BILLING_DATA_DIR"]) / "sandbox-url").read_text().strip()
 
         (host_port,) = gateway.ports.values()

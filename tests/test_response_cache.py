@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.database import Database
 from db.migrate import upgrade
+from db.sealed import seal
 from gateway.app import create_app
 from gateway.settings import Settings
 from schema.cache import is_cacheable
@@ -95,7 +96,9 @@ async def test_each_kind_of_commit_to_what_was_read_is_seen_at_once(
     assert viewer["subscriptions"]["edges"][0]["node"]["plan"]["productName"] == "Pro 2"
 
     # The account itself, and a deletion
-    await commit(db, "UPDATE accounts SET email = 'new@example.com' WHERE id = :a", a=account_id)
+    await commit(
+        db, "UPDATE accounts SET email = :e WHERE id = :a", e=seal("new@example.com"), a=account_id
+    )
     await commit(
         db, "DELETE FROM invoices WHERE account_id = :a AND number = 'INV-NEW'", a=account_id
     )
@@ -227,7 +230,7 @@ async def test_folding_read_changes_away_keeps_every_version(client, db: Databas
     assert await versions(db, "alice", "bob") == before
     _, statements = await dashboard(client, token, db)
     assert statements == 1  # still the cached answer: only the version was read
-    await commit(db, "UPDATE accounts SET email = 'new@x.test' WHERE id = :a", a=alice)
+    await commit(db, "UPDATE accounts SET email = :e WHERE id = :a", e=seal("new@x.test"), a=alice)
     changed = await versions(db, "alice", "bob")
     assert changed[0] == before[0] + 1 and changed[1] == before[1]
     again, _ = await dashboard(client, token, db)
@@ -314,8 +317,8 @@ async def test_a_commit_through_another_engine_is_seen_by_the_next_request(
         # When that process commits a change to her account
         async with other_process.engine.begin() as conn:
             await conn.execute(
-                text("UPDATE accounts SET email = 'other@example.com' WHERE id = :a"),
-                {"a": account_id},
+                text("UPDATE accounts SET email = :e WHERE id = :a"),
+                {"e": seal("other@example.com"), "a": account_id},
             )
     finally:
         await other_process.dispose()

@@ -17,6 +17,7 @@ PRODUCTION = {
     "STRIPE_API_KEY": "sk_live_123",
     "STRIPE_PUBLISHABLE_KEY": "pk_live_123",
     "STRIPE_WEBHOOK_SECRETS": "whsec_live_a, whsec_live_b",
+    "DATA_ENCRYPTION_KEYS": "2026-12:" + "A" * 43 + "=",
 }
 
 
@@ -59,6 +60,7 @@ def test_production_starts_with_real_secrets(environment):
         ({"STRIPE_WEBHOOK_SECRETS": None}, "STRIPE_WEBHOOK_SECRETS"),
         ({"STRIPE_WEBHOOK_SECRETS": SANDBOX_WEBHOOK_SECRET}, "STRIPE_WEBHOOK_SECRETS"),
         ({"DATABASE_URL": None}, "DATABASE_URL"),
+        ({"DATA_ENCRYPTION_KEYS": None}, "DATA_ENCRYPTION_KEYS"),
     ],
 )
 def test_production_refuses_a_missing_or_default_secret(environment, change, variable):

@@ -5,7 +5,7 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
-from db.database import Database, database_url
+from db.database import open_database
 from db.models import Base
 from gateway.settings import Settings
 
@@ -19,7 +19,7 @@ def run_on(connection: Connection) -> None:
 
 
 async def run_on_configured_database() -> None:
-    database = Database(await database_url(Settings()), pool_size=1)
+    database = await open_database(Settings())
     try:
         async with database.engine.begin() as conn:
             await conn.run_sync(run_on)

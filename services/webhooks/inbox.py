@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import sealed
 from db.database import Database
 from db.models import StripeEvent, WebhookEventStatus
 from gateway.settings import GRACE_DAYS
@@ -59,10 +60,38 @@ RETURNING id
 """
 
 
+# What an event's stored envelope keeps in the clear, for SQL and for retention's stub: the
+# object's own ids (erasure finds a customer's events by `customer`, credit_sources a
+# dispute's payment by `payment_intent`).
+CLEAR_OBJECT_KEYS = ("id", "object", "customer", "payment_intent")
+
+
+def event_envelope(event: dict[str, Any], payload: str) -> bytes:
+    """The stored form of an event: ids, type and time in the clear, the rest (it carries
+    emails, names, addresses) sealed as the text received."""
+    obj = event["data"]["object"]
+    clear = {
+        "id": event["id"],
+        "object": "event",
+        "type": event["type"],
+        "created": event["created"],
+        "data": {
+            "object": {key: obj[key] for key in CLEAR_OBJECT_KEYS if isinstance(obj.get(key), str)}
+        },
+    }
+    return orjson.dumps(sealed.envelope(clear, payload))
+
+
+def event_of(stored: dict[str, Any]) -> dict[str, Any] | None:
+    """The event a stored envelope holds; None once retention or an erasure stripped it."""
+    body = stored.get(sealed.SEALED)
+    return orjson.loads(sealed.keyring().open(body)) if body is not None else None
+
+
 async def store_event(*, database: Database, event: dict[str, Any], payload: str) -> bool:
     """Insert a verified event once, committed; True when it is new (False: a duplicate).
 
-    `payload` is the event's JSON text as received, stored as is (no re-encoding). The
+    `payload` is the event's JSON text as received, sealed as is (no re-encoding). The
     caller wakes the workers (WorkerWakeUps) once the new event is stored."""
     obj = event["data"]["object"]
     async with database.driver_connection() as connection:
@@ -74,7 +103,7 @@ async def store_event(*, database: Database, event: dict[str, Any], payload: str
             bool(event.get("livemode", False)),
             datetime.fromtimestamp(event["created"], UTC),
             obj.get("id") if isinstance(obj.get("id"), str) else None,
-            payload,
+            event_envelope(event, payload).decode(),
         )
     return new_id is not None
 
@@ -116,7 +145,7 @@ class WorkerWakeUps:
 # the transaction ends. The payload is read for the claimed row only: a backlog is neither
 # sorted nor decoded.
 CLAIM_DUE_EVENT = """
-SELECT id, stripe_event_id, type, object_id, attempts, payload::text AS payload
+SELECT id, stripe_event_id, type, object_id, attempts, payload->>'sealed' AS sealed
 FROM stripe_events
 WHERE id = (
     SELECT id FROM stripe_events
@@ -126,7 +155,7 @@ WHERE id = (
 )
 """
 CLAIM_LATER_OF_OBJECT = """
-SELECT id, stripe_event_id, type, object_id, attempts, payload::text AS payload
+SELECT id, stripe_event_id, type, object_id, attempts, payload->>'sealed' AS sealed
 FROM stripe_events
 WHERE object_id = $1 AND type = ANY($2::text[]) AND id <> $3
   AND status = 'pending' AND next_attempt_at <= now()
@@ -172,7 +201,7 @@ async def process_next_event(
         if first["type"] not in dispatch.HANDLERS:
             await driver.execute(SETTLE, ids, WebhookEventStatus.SKIPPED.value, notices)
             return len(ids)
-        payload = orjson.loads(claimed[-1]["payload"])
+        payload = orjson.loads(sealed.keyring().open(claimed[-1]["sealed"]))
         event = payload if len(claimed) == 1 else dispatch.Coalesced(payload)
         try:
             async with driver.transaction():  # a savepoint

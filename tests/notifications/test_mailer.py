@@ -113,10 +113,9 @@ def test_every_kind_renders_its_product_greeting_and_facts(settings, kind):
         "plan_name": "Pro",
         "trial_end": "9 December 2026",
         "ended_at": "8 December 2026",
-        "customer_name": "Ada",
     }
     mail = notifications.Notification(
-        kind=kind, subject="s", context=context, cause=f"{kind.value}:1"
+        kind=kind, subject="s", context=context, recipient_name="Ada", cause=f"{kind.value}:1"
     )
 
     rendered = notifications.render(mail, mail_settings(settings, None))

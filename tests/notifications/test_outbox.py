@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text, update
 
 from db.models import Account, DeliveryStatus, Notification, NotificationKind
+from db.sealed import unseal
 from services import notifications
 from services.errors import DomainError, ErrorCode
 from tests.notifications.conftest import (
@@ -34,9 +35,10 @@ async def test_notify_writes_the_mail_for_the_accounts_address(db):
 
     (mail,) = await outbox(db)
     assert mail.kind == "receipt" and mail.status == "pending" and mail.attempts == 0
-    assert mail.recipient == "ada@example.com"
+    assert unseal(mail.recipient) == "ada@example.com"
+    assert unseal(mail.recipient_name) == "Ada Lovelace"
     assert mail.subject == "Receipt for invoice INV-0001"
-    assert mail.context == RECEIPT_CONTEXT | {"customer_name": "Ada Lovelace"}
+    assert mail.context == RECEIPT_CONTEXT
     assert mail.last_error is None and mail.sent_at is None and mail.due_in <= 0
 
 

@@ -15,7 +15,7 @@ from standardwebhooks.webhooks import Webhook
 from db.database import Database
 from gateway.settings import Settings
 from services import product_webhooks
-from services.product_webhooks import MAX_ERROR_CHARS, deliver_next
+from services.product_webhooks import MAX_ERROR_CHARS, body_of, deliver_next
 
 from .conftest import (
     HANG,
@@ -52,7 +52,8 @@ async def test_publish_stores_an_event_once_per_cause(db: Database, receiver: Re
     message_id, event_type, payload = events[0]
     assert re.fullmatch(r"msg_[0-9a-f]{32}", message_id)
     assert payload["id"] == message_id and payload["type"] == event_type == "invoice.paid"
-    assert payload["data"] == {"invoice": "in_1"}
+    # Stored with its data sealed (it names the customer), opened for the body sent.
+    assert "data" not in payload and json.loads(body_of(payload))["data"] == {"invoice": "in_1"}
 
 
 async def test_only_enabled_endpoints_taking_the_type_are_owed_it(
@@ -151,7 +152,7 @@ async def test_a_delivery_is_signed_as_standard_webhooks_say(
     [request] = receiver.requests
     payload = Webhook(secret).verify(request.body, request.headers)
     [event] = await rows(db, "SELECT message_id, payload FROM product_events")
-    assert payload == event.payload
+    assert payload == json.loads(body_of(event.payload))
     assert request.headers["webhook-id"] == event.message_id == payload["id"]
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["User-Agent"] == product_webhooks.USER_AGENT

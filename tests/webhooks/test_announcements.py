@@ -2,6 +2,7 @@
 events applied as the worker applies them (shuffled, twice, concurrently), and the outbox's
 mails and product events read back: one per cause, whatever the delivery."""
 
+import json
 import random
 from collections import Counter
 from datetime import UTC, datetime
@@ -25,6 +26,12 @@ from services.stripe.client import StripeApi
 from tests.smtp_server import Inbox, serve
 from tests.webhooks import lifecycles
 from tests.webhooks.lifecycles import apply_all, apply_concurrently
+
+
+def data_of(event: ProductEvent) -> Any:
+    """A stored product event's data, as its deliveries carry it (it is stored sealed)."""
+    return json.loads(product_webhooks.body_of(event.payload))["data"]
+
 
 EMAIL = "buyer@example.com"
 
@@ -119,7 +126,7 @@ async def test_bodies_show_objects_as_the_api_does(db, api, billing, endpoint):
 
     events = await product_events(db, recorded.customer.account_id)
     paid = next(event for event in events if event.type == "invoice.paid")
-    body = paid.payload
+    body = json.loads(product_webhooks.body_of(paid.payload))
     assert body["id"] == paid.message_id and body["id"].startswith("msg_")
     assert body["type"] == "invoice.paid"
     assert datetime.fromisoformat(body["timestamp"]).tzinfo is not None
@@ -133,8 +140,8 @@ async def test_bodies_show_objects_as_the_api_does(db, api, billing, endpoint):
         )
     assert invoice["customer"]["userId"] == user_id
     created = next(event for event in events if event.type == "subscription.created")
-    assert created.payload["data"]["plan"]["productName"] == "Starter"
-    access = [event.payload["data"] for event in events if event.type == "access.updated"]
+    assert data_of(created)["plan"]["productName"] == "Starter"
+    access = [data_of(event) for event in events if event.type == "access.updated"]
     assert access[0]["status"] in {"ACTIVE", "CANCELING"} and access[0]["hasAccess"] is True
 
 
@@ -175,7 +182,7 @@ async def test_a_declined_renewal_mails_the_customer_and_announces_the_grace_per
     assert failed.recipient == EMAIL and failed.context["pay_url"]
     events = await product_events(db, account_id)
     assert any(event.type == "invoice.payment_failed" for event in events)
-    access = [event.payload["data"] for event in events if event.type == "access.updated"]
+    access = [data_of(event) for event in events if event.type == "access.updated"]
     # Applied in order, the mirror (and so access) follows Stripe: it ends in the grace period.
     assert access[-1]["status"] == "GRACE_PERIOD" and access[-1]["hasAccess"] is True
     assert access[-1]["until"] and access[-1]["subscription"]["status"] == "PAST_DUE"
@@ -252,8 +259,8 @@ async def test_every_credit_entry_announces_credits_updated(db, billing, endpoin
 
     events = await product_events(db, customer.account_id)
     assert [event.type for event in events] == ["credits.updated", "credits.updated"]
-    assert [event.payload["data"]["balance"] for event in events] == ["50", "100"]
-    assert events[1].payload["data"]["kind"] == "GRANT"
+    assert [data_of(event)["balance"] for event in events] == ["50", "100"]
+    assert data_of(events[1])["kind"] == "GRANT"
 
 
 async def test_no_endpoint_no_deliveries(db, api, billing):

@@ -15,6 +15,7 @@ from gateway.app import create_app
 from gateway.settings import ConfigurationError, Settings
 from gateway.webhooks import MAX_BODY_BYTES
 from sandbox.delivery import signature_header
+from services.webhooks import inbox
 from tests.conftest import create_scratch_database, drop_database
 from tests.webhooks.support import make_event, post_event, stored_event, stored_events
 
@@ -43,7 +44,10 @@ async def test_a_signed_event_is_stored_pending_and_acknowledged(client, db):
     assert row.type == "invoice.paid" and row.object_id == "in_123"
     assert row.api_version == "2025-01-01" and row.livemode is False
     assert int(row.stripe_created_at.timestamp()) == event["created"]
-    assert row.payload == event
+    # Stored sealed: the event as received inside, only its ids and type in the clear.
+    assert inbox.event_of(row.payload) == event
+    assert row.payload["data"] == {"object": {"id": "in_123", "object": "thing"}}
+    assert "sealed" in row.payload and json.dumps(event) not in json.dumps(row.payload)
 
 
 async def test_only_post_is_allowed_on_the_webhook_route(client, db):
