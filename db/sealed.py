@@ -112,8 +112,13 @@ class Keyring:
         """`value` sealed by the first key (unchanged if it already is)."""
         return value if self.is_current(value) else self.seal(self.open(value))
 
+    @property
+    def prefix(self) -> str:
+        """How every value sealed by the first key begins."""
+        return f"{self.primary.id}."
+
     def is_current(self, value: str) -> bool:
-        return value.startswith(f"{self.primary.id}.")
+        return value.startswith(self.prefix)
 
     def email_index(self, email: str | None) -> bytes | None:
         """The blind index of an email under the sealing key (None for none)."""

@@ -79,7 +79,7 @@ async def rotate(database: Database, *, batch_size: int = BATCH_SIZE) -> dict[st
 
 async def stale_values(database: Database) -> dict[str, int]:
     """How many values each field still holds under another key than the first."""
-    prefix = f"{sealed.keyring().primary.id}."
+    prefix = sealed.keyring().prefix
     counts = {}
     async with database.driver_connection() as connection:
         for field in sealed_fields():
@@ -92,7 +92,7 @@ async def stale_values(database: Database) -> dict[str, int]:
 async def _rotate_field(
     database: Database, keyring: sealed.Keyring, field: SealedField, batch_size: int
 ) -> int:
-    prefix = f"{keyring.primary.id}."
+    prefix = keyring.prefix
     select_batch = (
         f"SELECT id, {field.value} AS value FROM {field.table} "
         f"WHERE {_stale(field)} AND id > $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"
@@ -121,8 +121,7 @@ async def _rotate_field(
 
 
 def _resealed(keyring: sealed.Keyring, field: SealedField, row: Any) -> tuple[Any, ...]:
-    plaintext = keyring.open(row["value"])
-    value = keyring.seal(plaintext)
     if field.companion is None:
-        return row["id"], value
-    return row["id"], value, field.companion(keyring, plaintext)
+        return row["id"], keyring.reseal(row["value"])
+    plaintext = keyring.open(row["value"])
+    return row["id"], keyring.seal(plaintext), field.companion(keyring, plaintext)

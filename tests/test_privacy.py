@@ -39,14 +39,16 @@ mutation ($input: EraseCustomerInput!) {
 CUSTOMER_ID = "query { viewer { customer { id email name } } }"
 
 
-async def paying_customer(client, token: str, billing) -> str:
+async def paying_customer(
+    client, token: str, billing, *, name: str = "Ada Lovelace", email: str = "ada@example.com"
+) -> str:
     """A customer with a name, an address, an ABN and a paid subscription; their id."""
     details = await mutate(
         client,
         UPDATE_DETAILS,
         token,
-        name="Ada Lovelace",
-        email="ada@example.com",
+        name=name,
+        email=email,
         address=SYDNEY | {"country": "AU"},
     )
     assert details["userErrors"] == []

@@ -6,7 +6,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
@@ -64,7 +63,7 @@ def stripe_event(n: int, status: WebhookEventStatus, received_at: datetime) -> S
         type="charge.dispute.created",
         stripe_created_at=received_at,
         object_id=f"dp_{n}",
-        payload=orjson.loads(inbox.event_envelope(payload, json.dumps(payload))),
+        payload=json.loads(inbox.event_envelope(payload, json.dumps(payload))),
         status=status,
         received_at=received_at,
     )

@@ -22,7 +22,7 @@ from gateway.settings import ConfigurationError, Settings
 from services import key_rotation
 from services.stripe.client import StripeApi
 from services.webhooks import inbox
-from tests.billing.test_commerce import ADD_TAX_ID, SYDNEY, UPDATE_DETAILS, VALID_ABN, create
+from tests.billing.test_commerce import SYDNEY, UPDATE_DETAILS, VALID_ABN
 from tests.billing.test_subscription_mutations import mutate
 from tests.conftest import error_codes, graphql
 from tests.test_cli import COMMAND
@@ -233,7 +233,9 @@ async def test_a_rotation_under_live_traffic_leaves_every_value_readable(
     users = [f"user{n}" for n in range(4)]
     with installed(sealed.Keyring.parse(old_text)):
         for user in users:
-            await paying_customer_named(client, billing, token_for(user), user, "before")
+            await paying_customer(
+                client, token_for(user), billing, name="before", email=f"{user}@example.com"
+            )
             account = await account_of(db, user)
             await deliver_and_apply(client, db, settings, billing, account.stripe_customer_id)
     # Every process now seals with the new key and still opens the old one.
@@ -278,19 +280,3 @@ async def test_a_rotation_under_live_traffic_leaves_every_value_readable(
             assert viewer["customer"]["name"] == f"{user} {last}"
             assert viewer["customer"]["email"] == f"{user}@example.com"
             assert viewer["customer"]["taxIds"] == [{"value": VALID_ABN.replace(" ", "")}]
-
-
-async def paying_customer_named(client, billing, token: str, user: str, name: str) -> None:
-    details = await mutate(
-        client,
-        UPDATE_DETAILS,
-        token,
-        name=name,
-        email=f"{user}@example.com",
-        address=SYDNEY | {"country": "AU"},
-    )
-    assert details["userErrors"] == []
-    assert (await mutate(client, ADD_TAX_ID, token, type="au_abn", value=VALID_ABN))[
-        "userErrors"
-    ] == []
-    assert (await create(client, token, billing, "pro_monthly"))["userErrors"] == []

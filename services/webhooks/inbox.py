@@ -66,7 +66,7 @@ RETURNING id
 CLEAR_OBJECT_KEYS = ("id", "object", "customer", "payment_intent")
 
 
-def event_envelope(event: dict[str, Any], payload: str) -> bytes:
+def event_envelope(event: dict[str, Any], payload: str) -> str:
     """The stored form of an event: ids, type and time in the clear, the rest (it carries
     emails, names, addresses) sealed as the text received."""
     obj = event["data"]["object"]
@@ -79,7 +79,7 @@ def event_envelope(event: dict[str, Any], payload: str) -> bytes:
             "object": {key: obj[key] for key in CLEAR_OBJECT_KEYS if isinstance(obj.get(key), str)}
         },
     }
-    return orjson.dumps(sealed.envelope(clear, payload))
+    return orjson.dumps(sealed.envelope(clear, payload)).decode()
 
 
 def event_of(stored: dict[str, Any]) -> dict[str, Any] | None:
@@ -103,7 +103,7 @@ async def store_event(*, database: Database, event: dict[str, Any], payload: str
             bool(event.get("livemode", False)),
             datetime.fromtimestamp(event["created"], UTC),
             obj.get("id") if isinstance(obj.get("id"), str) else None,
-            event_envelope(event, payload).decode(),
+            event_envelope(event, payload),
         )
     return new_id is not None
 

@@ -89,45 +89,39 @@ def _transform(table: str, columns: Sequence[str], change: Callable[[Any], Any])
         bind.execute(sa.text(f"UPDATE {table} SET {assignments} WHERE id = :id"), changed)
 
 
-def _seal_events() -> None:
-    from services.webhooks.inbox import event_envelope
-
+def _rewrite_payloads(table: str, where: str, change: Callable[[str], str]) -> None:
+    """Each `where` row's JSONB payload (as text) through `change`."""
     bind = op.get_bind()
     rows = bind.execute(
-        sa.text(
-            "SELECT id, payload::text AS payload FROM stripe_events WHERE NOT payload ? 'retained'"
-        )
+        sa.text(f"SELECT id, payload::text AS payload FROM {table} WHERE {where}")
     ).all()
-    changed = [
-        {"id": row.id, "payload": event_envelope(json.loads(row.payload), row.payload).decode()}
-        for row in rows
-    ]
+    changed = [{"id": row.id, "payload": change(row.payload)} for row in rows]
     if changed:
         bind.execute(
-            sa.text("UPDATE stripe_events SET payload = CAST(:payload AS jsonb) WHERE id = :id"),
+            sa.text(f"UPDATE {table} SET payload = CAST(:payload AS jsonb) WHERE id = :id"),
             changed,
         )
 
 
-def _seal_product_events() -> None:
-    bind = op.get_bind()
-    rows = bind.execute(
-        sa.text(
-            "SELECT id, payload::text AS payload FROM product_events WHERE payload->'data' <> '{}'"
-        )
-    ).all()
-    changed = []
-    for row in rows:
-        payload = json.loads(row.payload)
-        data = payload.pop("data")
-        changed.append(
-            {"id": row.id, "payload": json.dumps(sealed.envelope(payload, json.dumps(data)))}
-        )
-    if changed:
-        bind.execute(
-            sa.text("UPDATE product_events SET payload = CAST(:payload AS jsonb) WHERE id = :id"),
-            changed,
-        )
+def _sealed_product_event(text: str) -> str:
+    payload = json.loads(text)
+    data = payload.pop("data")
+    return json.dumps(sealed.envelope(payload, json.dumps(data)))
+
+
+def _opened(text: str) -> tuple[dict[str, Any], Any]:
+    """An envelope's clear part and its opened body."""
+    payload = json.loads(text)
+    return payload, json.loads(sealed.keyring().open(payload.pop(sealed.SEALED)))
+
+
+def _opened_event(text: str) -> str:
+    return json.dumps(_opened(text)[1])
+
+
+def _opened_product_event(text: str) -> str:
+    clear, data = _opened(text)
+    return json.dumps(clear | {"data": data})
 
 
 def upgrade() -> None:
@@ -159,8 +153,14 @@ def upgrade() -> None:
                 for row in accounts
             ],
         )
-    _seal_events()
-    _seal_product_events()
+    from services.webhooks.inbox import event_envelope
+
+    _rewrite_payloads(
+        "stripe_events",
+        "NOT payload ? 'retained'",
+        lambda text: event_envelope(json.loads(text), text),
+    )
+    _rewrite_payloads("product_events", "payload->'data' <> '{}'", _sealed_product_event)
 
 
 def downgrade() -> None:
@@ -185,19 +185,5 @@ def downgrade() -> None:
     op.execute(STAY_ERASED.replace("        NEW.email_index := NULL;\n", ""))
     op.drop_index(op.f("ix_accounts_email_index"), table_name="accounts")
     op.drop_column("accounts", "email_index")
-    bind = op.get_bind()
-    for table in ("stripe_events", "product_events"):
-        rows = bind.execute(
-            sa.text(f"SELECT id, payload::text AS payload FROM {table} WHERE payload ? 'sealed'")
-        ).all()
-        changed = []
-        for row in rows:
-            payload = json.loads(row.payload)
-            body = json.loads(keyring.open(payload.pop(sealed.SEALED)))
-            opened = body if table == "stripe_events" else payload | {"data": body}
-            changed.append({"id": row.id, "payload": json.dumps(opened)})
-        if changed:
-            bind.execute(
-                sa.text(f"UPDATE {table} SET payload = CAST(:payload AS jsonb) WHERE id = :id"),
-                changed,
-            )
+    _rewrite_payloads("stripe_events", "payload ? 'sealed'", _opened_event)
+    _rewrite_payloads("product_events", "payload ? 'sealed'", _opened_product_event)
