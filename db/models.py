@@ -585,6 +585,20 @@ class ReadChangeTotal(Base):
     changes: Mapped[int]
 
 
+class CostBudget(Base):
+    """A caller's budget of GraphQL query cost, shared by every replica
+    (services/cost_budgets.py): what it held when last touched and whether that spend was
+    granted. UNLOGGED: lost in a database crash, which only refills every budget."""
+
+    __tablename__ = "cost_budgets"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
+
+    caller: Mapped[str] = mapped_column(primary_key=True)
+    available: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[datetime]
+    granted: Mapped[bool]
+
+
 # The one mark so far: Stripe's event list.
 EVENTS_MARK = "stripe_events"
 

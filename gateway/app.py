@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -26,7 +27,6 @@ from gateway.settings import Settings
 from gateway.web_app import mount_web_app
 from gateway.webhooks import WebhookRoute, webhook_endpoint
 from resolvers.context import context_getter
-from schema.limits import CostBudgets
 from schema.schema import build_schema
 from services import catalog, retention
 from services.errors import DomainError
@@ -64,46 +64,34 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            if database is None:
-                app.state.database = await open_database(settings)
-                stack.push_async_callback(app.state.database.dispose)
-            if migrate:
-                await upgrade(app.state.database.engine)
-            if start_sandbox:
-                sandbox = await _start_sandbox(settings)
-                stack.push_async_callback(sandbox.stop)
-                opener = asyncio.create_task(_open_deliveries_when_listening(sandbox, settings))
-                stack.callback(opener.cancel)
-                app.state.stripe = StripeApi(settings, sandbox.url)
-            stack.push_async_callback(app.state.stripe.close)
-            if sync_catalog:
-                await _sync_catalog(app.state.database, app.state.stripe)
+        async with process_services(
+            settings,
+            database=database,
+            stripe=app.state.stripe,
+            migrate=migrate,
+            start_sandbox=start_sandbox,
+            sync_catalog=sync_catalog,
+            start_worker=start_worker,
+        ) as services:
+            app.state.database, app.state.stripe = services.database, services.stripe
             app.state.live_bus = LiveBus(
-                app.state.database,
+                services.database,
                 queue_size=settings.live_queue_size,
                 grace_days=settings.billing_grace_days,
             )
-            stack.push_async_callback(app.state.live_bus.start().stop)
-            if start_worker:
-                worker = worker_for(
-                    database=app.state.database, stripe=app.state.stripe, settings=settings
-                )
-                stack.push_async_callback(worker.start().stop)
-                outbox = OutboxWorker(database=app.state.database, settings=settings)
-                stack.push_async_callback(outbox.start().stop)
-                retaining = asyncio.create_task(
-                    retention.keep_running(app.state.database, settings), name="retention"
-                )
-                stack.push_async_callback(_cancel, retaining)
-            # What start-up built lives as long as the process: moved out of the collector's
-            # sight, it is no longer traversed by every collection while requests run. A
-            # response builds thousands of short-lived objects, freed by reference counting;
-            # collecting young objects every 700 allocations mostly walks live requests.
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(*GC_THRESHOLDS)
-            yield
+            bus = app.state.live_bus.start()
+            try:
+                # What start-up built lives as long as the process: moved out of the
+                # collector's sight, it is no longer traversed by every collection while
+                # requests run. A response builds thousands of short-lived objects, freed by
+                # reference counting; collecting young objects every 700 allocations mostly
+                # walks live requests.
+                gc.collect()
+                gc.freeze()
+                gc.set_threshold(*GC_THRESHOLDS)
+                yield
+            finally:
+                await bus.stop()
 
     app = FastAPI(
         title="billing-gateway",
@@ -119,9 +107,9 @@ def create_app(
     app.state.head_revision = head_revision()
 
     verifier = TokenVerifier(settings)
-    budgets, responses = CostBudgets(), ResponseCache(settings.graphql_response_cache_size)
+    responses = ResponseCache(settings.graphql_response_cache_size)
     graphql = GatewayRouter(
-        build_schema(budgets=budgets, responses=responses),
+        build_schema(responses=responses),
         graphql_ide=None if settings.is_production else "graphiql",
         context_getter=context_getter(settings, verifier),
         verifier=verifier,
@@ -138,7 +126,6 @@ def create_app(
         settings=settings,
         verifier=verifier,
         responses=responses,
-        budgets=budgets,
     )
     app.add_middleware(RequestIdMiddleware)
     # Browsers on the allowed origins (their websockets: the router checks those).
@@ -176,6 +163,54 @@ def create_app(
         return JSONResponse({"status": "ready", "revision": revision})
 
     return app
+
+
+@dataclass(frozen=True)
+class ProcessServices:
+    database: Database
+    stripe: StripeApi
+
+
+@asynccontextmanager
+async def process_services(
+    settings: Settings,
+    *,
+    database: Database | None,
+    stripe: StripeApi,
+    migrate: bool,
+    start_sandbox: bool,
+    sync_catalog: bool,
+    start_worker: bool,
+) -> AsyncIterator[ProcessServices]:
+    """What a serving process runs beside HTTP, closed in reverse on exit: the database
+    (opened here unless handed in), migrations, the offline Stripe (then `stripe` is a client
+    on it), the catalog's sync, and the workers. `serve` runs it in its one process; with
+    `--workers N`, the supervisor runs it once for its N replicas (gateway/replicas.py)."""
+    async with AsyncExitStack() as stack:
+        if database is None:
+            database = await open_database(settings)
+            stack.push_async_callback(database.dispose)
+        if migrate:
+            await upgrade(database.engine)
+        if start_sandbox:
+            sandbox = await _start_sandbox(settings)
+            stack.push_async_callback(sandbox.stop)
+            opener = asyncio.create_task(_open_deliveries_when_listening(sandbox, settings))
+            stack.callback(opener.cancel)
+            stripe = StripeApi(settings, sandbox.url)
+        stack.push_async_callback(stripe.close)
+        if sync_catalog:
+            await _sync_catalog(database, stripe)
+        if start_worker:
+            worker = worker_for(database=database, stripe=stripe, settings=settings)
+            stack.push_async_callback(worker.start().stop)
+            outbox = OutboxWorker(database=database, settings=settings)
+            stack.push_async_callback(outbox.start().stop)
+            retaining = asyncio.create_task(
+                retention.keep_running(database, settings), name="retention"
+            )
+            stack.push_async_callback(_cancel, retaining)
+        yield ProcessServices(database, stripe)
 
 
 async def _start_sandbox(settings: Settings):

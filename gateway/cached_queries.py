@@ -4,13 +4,15 @@ A customer reloading a dashboard that nothing has changed under asks for an answ
 process already holds (services/response_cache.py); running it through routing, the
 context, parsing, validation and the extensions cost more than reading the data did.
 `CachedQueryRoute` serves such a POST /graphql itself: it authenticates the caller as the
-context does (gateway/auth.py), reads their version (one prepared statement), and when the
-cache holds the answer at that version it spends the answer's cost from the caller's
-budget (schema/limits.py), counts the operation (schema/extensions.py) and sends the stored
+context does (gateway/auth.py) and reads their version; when it holds an answer for the
+request, the same prepared statement spends that answer's cost from the caller's budget
+(services/cost_budgets.py, shared by all replicas). If the answer is at that version and
+the budget covered it, it counts the operation (schema/extensions.py) and sends the stored
 data with `extensions.cost`. Everything else goes on, with the body as received, to the one
 GraphQL pipeline (Strawberry's router): another method, no or a bad token, a document not
 known to be cacheable, an exhausted budget (the pipeline refuses it), and a miss, which
-carries the version read so that the pipeline's answer is kept (schema/cache.py).
+carries the version read so that the pipeline's answer is kept (schema/cache.py) and the
+spend made already (schema/limits.py `PREPAID`), so that it is not charged twice.
 
 The router serves no HTTP stream transport (its protocols are websocket only), so a
 query's answer is always this one JSON object.
@@ -31,8 +33,9 @@ from gateway.graphql_http import response_media_type
 from gateway.settings import Settings
 from schema.cache import MISSED_RESPONSE, MissedResponse
 from schema.extensions import record_operation
-from schema.limits import CostBudgets, charge_budget, cost_extension, user_caller
+from schema.limits import PREPAID, Prepaid, budget_spend, cost_extension, user_caller
 from services import response_cache
+from services.cost_budgets import Charge
 from services.response_cache import CachedResponse, ResponseCache
 
 log = logging.getLogger("billing_gateway.graphql")
@@ -61,13 +64,11 @@ class CachedQueryRoute:
         settings: Settings,
         verifier: TokenVerifier,
         responses: ResponseCache,
-        budgets: CostBudgets,
     ) -> None:
         self.app = app
         self.settings = settings
         self.verifier = verifier
         self.responses = responses
-        self.budgets = budgets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -82,29 +83,39 @@ class CachedQueryRoute:
         body, received = await _received_request(receive)
         receive = _replaying(received, receive)
         request = self._cacheable_request(scope, body)
-        found = await self._account_version(scope, request) if request is not None else None
-        if request is None or found is None:
+        if request is None:
             await self.app(scope, receive, send)
             return
-        account_id, version = found
         key = response_cache.response_key(
-            account_id=account_id,
+            user_id=request.principal.user_id,
             is_admin=request.principal.is_admin,
             query=request.query,
             operation_name=request.operation_name,
             variables=request.variables,
         )
-        entry = self.responses.get(key, version)
-        if entry is not None and await self._send_cached(entry, request, send):
-            record_operation(entry.operation_name, "query", started, ())
+        held = self.responses.held(key)
+        read = await self._read_version(scope, request, held)
+        if read is None:
+            await self.app(scope, receive, send)
             return
-        token = MISSED_RESPONSE.set(
-            MissedResponse(key, version, request.query, request.operation_name)
+        found, prepaid = read
+        if held is not None and found is not None and held.version == found[1]:
+            assert prepaid is not None, "a held answer's cost was spent with the version"
+            if prepaid.charge.allowed:
+                await _send_cached(held, prepaid.charge, request, send, self.settings)
+                record_operation(held.operation_name, "query", started, ())
+                return
+        missed = (
+            MissedResponse(key, found[1], request.query, request.operation_name)
+            if found is not None
+            else None
         )
+        missed_token, prepaid_token = MISSED_RESPONSE.set(missed), PREPAID.set(prepaid)
         try:
             await self.app(scope, receive, send)
         finally:
-            MISSED_RESPONSE.reset(token)
+            MISSED_RESPONSE.reset(missed_token)
+            PREPAID.reset(prepaid_token)
 
     def _cacheable_request(self, scope: Scope, body: bytes) -> CacheableRequest | None:
         """The request, if it is one the cache may answer; anything odd is the pipeline's."""
@@ -135,35 +146,39 @@ class CachedQueryRoute:
         media_type = response_media_type(headers.get("accept"))
         return CacheableRequest(principal, query, name, variables, media_type)
 
-    @staticmethod
-    async def _account_version(scope: Scope, request: CacheableRequest) -> tuple[int, int] | None:
-        """The caller's (account id, version); None before the account exists (this request
-        creates it) or when it cannot be read (the pipeline then answers, or reports the
-        failure as it reports any: masked, with the request id)."""
+    async def _read_version(
+        self, scope: Scope, request: CacheableRequest, held: CachedResponse | None
+    ) -> tuple[tuple[int, int] | None, Prepaid | None] | None:
+        """The caller's (account id, version), None before the account exists (this request
+        creates it); with an answer held, its cost spent in the same round trip. None when
+        they cannot be read: the pipeline then answers, or reports the failure as it
+        reports any (masked, with the request id)."""
         database = scope["app"].state.database
         user_id = request.principal.user_id
         try:
-            return await response_cache.account_version(database=database, user_id=user_id)
+            if held is None:
+                found = await response_cache.account_version(database=database, user_id=user_id)
+                return found, None
+            spend = budget_spend(user_caller(user_id), held.cost, self.settings)
+            found, charge = await response_cache.account_version_spending(
+                database=database, user_id=user_id, spend=spend
+            )
+            return found, Prepaid(spend, charge)
         except Exception:
             log.warning("response cache: the caller's version was not read", exc_info=True)
             return None
 
-    async def _send_cached(
-        self, entry: CachedResponse, request: CacheableRequest, send: Send
-    ) -> bool:
-        """Send the answer if the caller's budget covers it (else the pipeline refuses it)."""
-        caller = user_caller(request.principal.user_id)
-        charge = charge_budget(self.budgets, caller, entry.cost, self.settings)
-        if not charge.allowed:
-            return False
-        body = _response_body(entry, cost_extension(entry.cost, charge, self.settings))
-        headers = [
-            (b"content-length", str(len(body)).encode()),
-            (b"content-type", request.media_type.encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return True
+
+async def _send_cached(
+    entry: CachedResponse, charge: Charge, request: CacheableRequest, send: Send, settings: Settings
+) -> None:
+    body = _response_body(entry, cost_extension(entry.cost, charge, settings))
+    headers = [
+        (b"content-length", str(len(body)).encode()),
+        (b"content-type", request.media_type.encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _response_body(entry: CachedResponse, cost: dict[str, Any]) -> bytes:

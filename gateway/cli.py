@@ -432,6 +432,7 @@ def _retention_lines(report: Any) -> list[str]:
         "idempotency_keys_deleted": ("delete", "deleted", "idempotency keys"),
         "invoices_anonymised": ("anonymise", "anonymised", "invoices"),
         "payments_anonymised": ("anonymise", "anonymised", "payments"),
+        "cost_budgets_deleted": ("delete", "deleted", "refilled query cost budgets"),
     }
     lines = []
     for action, count in report.counts().items():

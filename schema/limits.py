@@ -1,4 +1,5 @@
-"""Query guard rails: token, depth, alias and cost limits, and a per-caller cost budget.
+"""Query guard rails: token, depth, alias and cost limits, and a per-caller cost budget
+(services/cost_budgets.py: one for all replicas).
 
 Every refusal is a top-level error with `extensions.code` and happens before execution.
 Strawberry's QueryDepthLimiter, MaxAliasesLimiter and MaxTokensLimiter report errors
@@ -9,9 +10,9 @@ be wrapped), hence one walk over the operation measures all three and the cost.
 import functools
 import logging
 import math
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,17 +44,29 @@ from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRul
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from gateway.settings import Settings
+from services import cost_budgets
+from services.cost_budgets import Charge, Spend
 from services.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 log = logging.getLogger("billing_gateway.graphql")
 
 # Plain lists (paymentMethods, lines) have no `first`; assume this many items each.
 ASSUMED_LIST_SIZE = 10
-# More callers than this and the buckets that have refilled completely are forgotten.
-MAX_TRACKED_CALLERS = 10_000
 
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 RATE_LIMITED = "RATE_LIMITED"
+
+
+@dataclass(frozen=True)
+class Prepaid:
+    """A spend gateway/cached_queries.py made already, with the version it read, for an
+    answer it then could not send: the pipeline takes it as this request's charge."""
+
+    spend: Spend
+    charge: Charge
+
+
+PREPAID: ContextVar[Prepaid | None] = ContextVar("prepaid", default=None)
 
 
 @dataclass(frozen=True)
@@ -209,55 +222,6 @@ def refusals(measure: Measure, settings: Settings) -> list[GraphQLError]:
     return errors
 
 
-@dataclass
-class _Bucket:
-    available: float
-    updated_at: float
-
-
-@dataclass(frozen=True)
-class Charge:
-    """The outcome of spending cost from a caller's budget."""
-
-    allowed: bool
-    available: float
-    retry_after: int
-
-
-class CostBudgets:
-    """Per-caller token buckets of query cost, in this process's memory only.
-
-    Each gateway instance keeps its own buckets, so N instances behind a load balancer
-    allow up to N times the configured rate.
-    """
-
-    def __init__(self, clock: Any = time.monotonic) -> None:
-        self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-
-    def spend(self, caller: str, cost: int, *, capacity: int, refill_per_second: float) -> Charge:
-        """Take `cost` from the caller's bucket, or say how long until it can be taken."""
-        now = self._clock()
-        bucket = self._buckets.get(caller) or _Bucket(float(capacity), now)
-        elapsed = now - bucket.updated_at
-        bucket.available = min(capacity, bucket.available + elapsed * refill_per_second)
-        bucket.updated_at = now
-        self._remember(caller, bucket, capacity)
-        if cost > bucket.available:
-            wait = math.ceil((cost - bucket.available) / refill_per_second)
-            return Charge(False, bucket.available, max(wait, 1))
-        bucket.available -= cost
-        return Charge(True, bucket.available, 0)
-
-    def _remember(self, caller: str, bucket: _Bucket, capacity: int) -> None:
-        self._buckets[caller] = bucket
-        if len(self._buckets) > MAX_TRACKED_CALLERS:
-            # A full bucket behaves exactly like a forgotten one, so forgetting it is free.
-            self._buckets = {
-                key: kept for key, kept in self._buckets.items() if kept.available < capacity
-            }
-
-
 class DocumentMemo:
     """What depends only on a document's text (its validation errors) or on its text and
     variables (its measure), for the most recently used texts; shared by one schema's
@@ -294,8 +258,7 @@ def caller_key(context: Any) -> str:
 class QueryLimits(SchemaExtension):
     """Refuses over-limit or over-budget operations before execution; reports each cost."""
 
-    def __init__(self, *, budgets: CostBudgets, memo: DocumentMemo) -> None:
-        self.budgets = budgets
+    def __init__(self, *, memo: DocumentMemo) -> None:
         self.memo = memo
         self.cost: int | None = None
         self.charge: Charge | None = None
@@ -314,12 +277,12 @@ class QueryLimits(SchemaExtension):
             )
         yield
 
-    def on_validate(self) -> Iterator[None]:
+    async def on_validate(self) -> AsyncIterator[None]:
         context = self.execution_context
         # Set here, the errors stand in for Strawberry's own validation, which then skips.
         if context.pre_execution_errors is None:
             try:
-                errors = self._validation_errors() or self._limit_errors()
+                errors = self._validation_errors() or await self._limit_errors()
             except Exception:  # a bug here must neither run the query nor leak its text
                 request_id = context.context.request_id
                 log.exception("query limits failed, request id %s", request_id)
@@ -341,7 +304,7 @@ class QueryLimits(SchemaExtension):
             lambda: validate(context.schema._schema, document, rules, hide_suggestions=production),
         )
 
-    def _limit_errors(self) -> list[GraphQLError]:
+    async def _limit_errors(self) -> list[GraphQLError]:
         """Limit refusals, else the rate limit's, else none and the cost is charged."""
         context = self.execution_context
         assert context.graphql_document is not None
@@ -366,11 +329,16 @@ class QueryLimits(SchemaExtension):
         )
         self.cost = context.context.operation_cost = measure.cost
         errors = refusals(measure, self.settings)
-        return errors or self._rate_limit_errors(measure.cost)
+        return errors or await self._rate_limit_errors(measure.cost)
 
-    def _rate_limit_errors(self, cost: int) -> list[GraphQLError]:
-        caller = caller_key(self.execution_context.context)
-        self.charge = charge_budget(self.budgets, caller, cost, self.settings)
+    async def _rate_limit_errors(self, cost: int) -> list[GraphQLError]:
+        context = self.execution_context.context
+        spend = budget_spend(caller_key(context), cost, self.settings)
+        prepaid = PREPAID.get()
+        if prepaid is not None and prepaid.spend == spend:
+            self.charge = prepaid.charge
+        else:
+            self.charge = await cost_budgets.spend(context.database, spend)
         if self.charge.allowed:
             return []
         retry_after = self.charge.retry_after
@@ -390,9 +358,9 @@ class QueryLimits(SchemaExtension):
         return {"cost": cost_extension(self.cost, self.charge, self.settings)}
 
 
-def charge_budget(budgets: CostBudgets, caller: str, cost: int, settings: Settings) -> Charge:
-    """Spend an admitted operation's cost from the caller's budget, as configured."""
-    return budgets.spend(
+def budget_spend(caller: str, cost: int, settings: Settings) -> Spend:
+    """Spending an admitted operation's cost from the caller's budget, as configured."""
+    return Spend(
         caller,
         cost,
         capacity=settings.graphql_cost_budget,

@@ -16,7 +16,7 @@ from schema.cache import CachedResponses
 from schema.common import UserError
 from schema.execution import FastLeafExecutionContext
 from schema.extensions import MaskInternalErrors, OperationMetrics
-from schema.limits import CostBudgets, DocumentMemo, QueryLimits
+from schema.limits import DocumentMemo, QueryLimits
 from schema.scalars import SCALAR_MAP
 from services.response_cache import ResponseCache
 
@@ -33,11 +33,9 @@ class GatewaySchema(strawberry.Schema):
         return None
 
 
-def build_schema(
-    *, budgets: CostBudgets | None = None, responses: ResponseCache | None = None
-) -> strawberry.Schema:
-    """The schema with its guard rails. Each app passes its own cost budgets and response
-    cache, which gateway/cached_queries.py shares; without them it has fresh ones (no cache)."""
+def build_schema(*, responses: ResponseCache | None = None) -> strawberry.Schema:
+    """The schema with its guard rails. Each app passes its own response cache, which
+    gateway/cached_queries.py shares; without one it caches nothing."""
     memo = DocumentMemo()
     return GatewaySchema(
         query=Query,
@@ -48,7 +46,7 @@ def build_schema(
         extensions=[
             OperationMetrics,
             MaskInternalErrors,
-            partial(QueryLimits, budgets=budgets or CostBudgets(), memo=memo),
+            partial(QueryLimits, memo=memo),
             partial(ParserCache, maxsize=PARSED_DOCUMENTS),
             partial(CachedResponses, cache=responses or ResponseCache(maxsize=0)),
         ],

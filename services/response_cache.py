@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
+from services import cost_budgets
 
 CATALOG = 0
 # Decisions kept about documents (may their answers be cached?) before they are forgotten.
@@ -24,13 +25,20 @@ MAX_DOCUMENTS = 1024
 
 # Asked on every cacheable request, so it is one prepared statement on the driver's pool:
 # no session, no statement construction. Rows folded away count through their totals.
-ACCOUNT_VERSION = f"""
+_ACCOUNT_VERSION = f"""
 SELECT a.id,
        (SELECT count(*) FROM read_changes c WHERE c.account_id IN (a.id, {CATALOG}))
      + (SELECT coalesce(sum(t.changes), 0) FROM read_change_totals t
-        WHERE t.account_id IN (a.id, {CATALOG}))
+        WHERE t.account_id IN (a.id, {CATALOG})) AS version
 FROM accounts a
-WHERE a.user_id = $1
+WHERE a.user_id = {{user_id}}
+"""
+ACCOUNT_VERSION = _ACCOUNT_VERSION.format(user_id="$1")
+# The version and a spend of the held answer's cost in one round trip: the spend's
+# parameters first (services/cost_budgets.py), then the user id.
+ACCOUNT_VERSION_SPENDING = f"""
+WITH spent AS ({cost_budgets.SPEND}), found AS ({_ACCOUNT_VERSION.format(user_id="$5")})
+SELECT found.id, found.version, spent.available, spent.granted FROM spent LEFT JOIN found ON true
 """
 
 # One statement, so every reader sees the rows and their totals both before or both after:
@@ -48,6 +56,18 @@ async def account_version(*, database: Database, user_id: str) -> tuple[int, int
     async with database.driver_connection() as connection:
         row = await connection.fetchrow(ACCOUNT_VERSION, user_id)
     return (row[0], int(row[1])) if row is not None else None
+
+
+async def account_version_spending(
+    *, database: Database, user_id: str, spend: cost_budgets.Spend
+) -> tuple[tuple[int, int] | None, cost_budgets.Charge]:
+    """`account_version`, and the outcome of `spend` from the caller's budget."""
+    async with database.driver_connection() as connection:
+        account_id, version, available, granted = await connection.fetchrow(
+            ACCOUNT_VERSION_SPENDING, *spend.parameters, user_id
+        )
+    found = (account_id, int(version)) if account_id is not None else None
+    return found, spend.charge(available, granted)
 
 
 async def fold_read_changes(*, session: AsyncSession) -> None:
@@ -75,11 +95,11 @@ class ResponseCache:
         self._entries: OrderedDict[tuple[Any, ...], CachedResponse] = OrderedDict()
         self._documents: dict[tuple[str, str | None], bool] = {}
 
-    def get(self, key: tuple[Any, ...], version: int) -> CachedResponse | None:
+    def held(self, key: tuple[Any, ...]) -> CachedResponse | None:
+        """The answer held for `key`, at whichever version it was read."""
         entry = self._entries.get(key)
-        if entry is None or entry.version != version:
-            return None
-        self._entries.move_to_end(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
         return entry
 
     def put(self, key: tuple[Any, ...], entry: CachedResponse) -> None:
@@ -100,10 +120,10 @@ class ResponseCache:
 
 def response_key(
     *,
-    account_id: int,
+    user_id: str,
     is_admin: bool,
     query: str,
     operation_name: str | None,
     variables: dict[str, Any] | None,
 ) -> tuple[Any, ...]:
-    return (account_id, is_admin, query, operation_name, repr(variables))
+    return (user_id, is_admin, query, operation_name, repr(variables))

@@ -11,7 +11,9 @@ A pass (`run`; `billing-gateway retention`, and workers every RETENTION_INTERVAL
   a retry after it would reach Stripe as a new request anyway;
 - anonymises invoices and payments older than RETENTION_FINANCIAL_YEARS: the billing
   address, tax ids, description and receipt link go; amounts, dates, currency, status and
-  ids stay, as the books need them.
+  ids stay, as the books need them;
+- deletes the query cost budgets (services/cost_budgets.py) untouched for as long as a
+  budget takes to refill: full, they are the same as none, and they name client addresses.
 
 `credit_entries` and `audit_log` are left alone: they are append-only (a trigger refuses
 UPDATE and DELETE), and their rows hold no personal data (ids, amounts, and reason text the
@@ -32,7 +34,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import ColumnElement, Text, delete, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    delete,
+    exists,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from db import sealed
@@ -40,6 +53,7 @@ from db.database import Database
 from db.models import (
     Account,
     Base,
+    CostBudget,
     DeliveryStatus,
     IdempotencyKey,
     Invoice,
@@ -120,6 +134,7 @@ class RetentionReport:
     idempotency_keys_deleted: int = 0
     invoices_anonymised: int = 0
     payments_anonymised: int = 0
+    cost_budgets_deleted: int = 0
     dry_run: bool = False
 
     def counts(self) -> dict[str, int]:
@@ -135,13 +150,16 @@ class Cutoffs:
     payloads: datetime
     idempotency: datetime
     financial: datetime
+    refilled: datetime  # a cost budget untouched since then is full
 
     @classmethod
     def at(cls, now: datetime, settings: Settings) -> "Cutoffs":
+        refill = settings.graphql_cost_budget / settings.graphql_cost_refill_per_second
         return cls(
             payloads=now - timedelta(days=settings.retention_event_payload_days),
             idempotency=now - IDEMPOTENCY_WINDOW,
             financial=_years_before(now, settings.retention_financial_years),
+            refilled=now - timedelta(seconds=refill),
         )
 
 
@@ -238,6 +256,12 @@ RULES = (
         ),
         {"description": None, "receipt_url": None},
     ),
+    Rule(
+        "cost_budgets_deleted",
+        CostBudget,
+        lambda cut: CostBudget.updated_at < cut.refilled,
+        None,
+    ),
 )
 
 
@@ -289,14 +313,15 @@ async def _count_due(database: Database, rule: Rule, cutoffs: Cutoffs) -> int:
 async def _apply(database: Database, rule: Rule, cutoffs: Cutoffs) -> int:
     """Change the rule's rows a batch at a time; how many were changed."""
     table = rule.table
+    (key,) = inspect(table).primary_key
     batch = (
-        select(table.id)
+        select(key)
         .where(rule.due(cutoffs))
         .limit(BATCH_SIZE)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    where = table.id.in_(batch)
+    where = key.in_(batch)
     statement = (
         delete(table).where(where)
         if rule.changes is None

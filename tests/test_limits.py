@@ -1,7 +1,8 @@
 """Guard rails: too deep, too wide, too aliased or too long queries are refused before they
 run; each caller spends a cost budget; production hides introspection and suggestions."""
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -10,7 +11,9 @@ import pytest
 from db.database import Database
 from gateway.app import create_app
 from gateway.settings import ConfigurationError, Settings
-from schema.limits import CostBudgets, OperationMeasure
+from schema.limits import OperationMeasure
+from services import cost_budgets
+from services.cost_budgets import Charge, Spend
 from tests.conftest import error_codes, graphql
 
 # The dashboard of tests/billing/test_viewer_billing.py.
@@ -200,19 +203,40 @@ async def test_anonymous_callers_spend_the_budget_of_their_address(
     assert "errors" not in await graphql(client, DASHBOARD, token=token_for("alice"))
 
 
-def test_a_budget_refills_with_time_up_to_its_capacity():
-    now = [0.0]
-    budgets = CostBudgets(clock=lambda: now[0])
-    spend = {"capacity": 100, "refill_per_second": 10.0}
+async def older_budget(db: Database, caller: str, seconds: float) -> None:
+    """As if the caller's budget had last been touched `seconds` earlier."""
+    async with db.driver_connection() as connection:
+        await connection.execute(
+            "UPDATE cost_budgets SET updated_at = updated_at - make_interval(secs => $2)"
+            " WHERE caller = $1",
+            caller,
+            seconds,
+        )
 
-    assert budgets.spend("alice", 80, **spend).allowed
-    refused = budgets.spend("alice", 50, **spend)
+
+async def test_a_budget_refills_with_time_up_to_its_capacity(db):
+    def spend(cost: int, caller: str = "alice") -> Awaitable[Charge]:
+        return cost_budgets.spend(db, Spend(caller, cost, capacity=100, refill_per_second=10.0))
+
+    assert (await spend(80)).allowed
+    refused = await spend(50)
     assert not refused.allowed and refused.retry_after == 3
-    now[0] = 3.0
-    assert budgets.spend("alice", 50, **spend).allowed
-    now[0] = 1000.0
-    assert budgets.spend("alice", 100, **spend).allowed
-    assert not budgets.spend("alice", 1, **spend).allowed
+    await older_budget(db, "alice", 3.0)
+    assert (await spend(50)).allowed
+    await older_budget(db, "alice", 1000.0)
+    assert (await spend(100)).allowed
+    assert not (await spend(1)).allowed
+    assert (await spend(100, caller="bob")).allowed
+
+
+async def test_racing_spends_take_a_budget_exactly_once(db):
+    # 40 spends of 10 at once, on as many connections as the pool has: 100 holds 10 of them.
+    spend = Spend("alice", 10, capacity=100, refill_per_second=1e-9)
+
+    charges = await asyncio.gather(*(cost_budgets.spend(db, spend) for _ in range(40)))
+
+    assert sum(charge.allowed for charge in charges) == 10
+    assert min(charge.available for charge in charges) == pytest.approx(0, abs=1e-3)
 
 
 def test_a_budget_smaller_than_the_largest_query_is_refused_by_name():

@@ -35,6 +35,7 @@ TABLES = {
     "product_events",
     "product_webhook_deliveries",
     "data_exports",
+    "cost_budgets",
 }
 
 

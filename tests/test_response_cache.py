@@ -269,6 +269,36 @@ async def test_a_cached_answer_is_the_executed_one_with_its_cost_and_charges_the
     assert int(refused.headers["retry-after"]) >= COST - 5
 
 
+async def test_an_answer_read_again_after_a_change_is_charged_once(
+    settings: Settings, db: Database, token_for
+):
+    # Given alice's dashboard held at a version a commit has since moved
+    account_id = await a_customer(db, "alice")
+    limited = settings.model_copy(
+        update={"graphql_cost_budget": 3 * COST, "graphql_cost_refill_per_second": 0.001}
+    )
+    headers = {"Authorization": f"Bearer {token_for('alice')}"}
+    async with client_for(create_app(limited, database=db)) as client:
+        first = (await client.post("/graphql", json={"query": DASHBOARD}, headers=headers)).json()
+        await commit(
+            db, "UPDATE invoices SET number = 'INV-NEW' WHERE account_id = :a", a=account_id
+        )
+
+        # When she asks again: the held answer's cost is spent with the version, which
+        # then misses, so the pipeline reads her data afresh
+        again = (await client.post("/graphql", json={"query": DASHBOARD}, headers=headers)).json()
+        cached = (await client.post("/graphql", json={"query": DASHBOARD}, headers=headers)).json()
+
+    # Then the fresh answer took its cost once, and the next (a hit) once more
+    numbers = {edge["node"]["number"] for edge in again["data"]["viewer"]["invoices"]["edges"]}
+    assert numbers == {"INV-NEW"} and again["data"] != first["data"]
+    assert cached["data"] == again["data"]
+    available = [
+        answer["extensions"]["cost"]["budget"]["available"] for answer in (first, again, cached)
+    ]
+    assert available == [2 * COST, COST, 0]
+
+
 async def test_a_cached_answer_is_counted_logged_and_carries_the_request_id(
     client, db: Database, token_for
 ):

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from db import sealed
 from db.database import Database
 from db.models import (
+    CostBudget,
     DeliveryStatus,
     IdempotencyKey,
     Invoice,
@@ -28,7 +29,8 @@ from db.models import (
     WebhookEventStatus,
 )
 from gateway.settings import Settings
-from services import notifications, product_webhooks, retention
+from services import cost_budgets, notifications, product_webhooks, retention
+from services.cost_budgets import Spend
 from services.errors import DomainError, ErrorCode
 from services.retention import RetentionReport
 from services.webhooks import inbox
@@ -224,6 +226,21 @@ async def test_old_mails_and_product_events_lose_their_personal_data_once_settle
         with pytest.raises(DomainError) as mail:
             await notifications.retry_notification(session, notification_id=skipped.id)
     assert delivery.value.code is mail.value.code is ErrorCode.INVALID_STATE
+
+
+async def test_cost_budgets_untouched_for_a_full_refill_are_deleted(db):
+    refill = SETTINGS.graphql_cost_budget / SETTINGS.graphql_cost_refill_per_second
+    for caller, idle in (("ip:203.0.113.9", refill + 1), ("user:alice", refill - 1)):
+        await cost_budgets.spend(db, Spend(caller, 10, capacity=100, refill_per_second=1.0))
+        async with db.session() as session, session.begin():
+            budget = await session.get(CostBudget, caller)
+            budget.updated_at = NOW - timedelta(seconds=idle)
+
+    report = await retention.run(db, SETTINGS, now=NOW)
+
+    assert report == dataclasses.replace(NOTHING, cost_budgets_deleted=1)
+    async with db.session() as session:
+        assert list(await session.scalars(select(CostBudget.caller))) == ["user:alice"]
 
 
 async def test_idempotency_keys_past_stripes_window_are_deleted(db):
@@ -516,9 +533,10 @@ async def test_the_command_prints_what_a_pass_would_do(db):
         "would delete 1 idempotency keys",
         "would anonymise 1 invoices",
         "would anonymise 1 payments",
+        "would delete 0 refilled query cost budgets",
     ]
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "stripped 2 webhook event payloads"
-    assert done.stdout.splitlines()[-1] == "anonymised 1 payments"
+    assert done.stdout.splitlines()[-1] == "deleted 0 refilled query cost budgets"
     assert await retention.run(db, SETTINGS) == NOTHING
     assert expected.event_payloads_stripped == 2

@@ -70,6 +70,7 @@ class StripeApi:
             max_network_retries=NETWORK_RETRIES,
         )
         self.v1 = self._client.v1
+        self.api_base = api_base  # None: Stripe itself
         self.stripe_js_url = (
             STRIPE_JS_URL if key is not None else f"{api_base}{SANDBOX_STRIPE_JS_PATH}"
         )
