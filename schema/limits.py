@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -43,6 +44,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
+from db.database import Database
 from gateway.settings import Settings
 from services import cost_budgets
 from services.cost_budgets import Charge, Spend
@@ -338,8 +340,8 @@ class QueryLimits(SchemaExtension):
         if prepaid is not None and prepaid.spend == spend:
             self.charge = prepaid.charge
         else:
-            self.charge = await cost_budgets.spend(context.database, spend)
-        if self.charge.allowed:
+            self.charge = await _spent_or_none(context.database, spend)
+        if self.charge is None or self.charge.allowed:
             return []
         retry_after = self.charge.retry_after
         response = getattr(self.execution_context.context, "response", None)
@@ -356,6 +358,19 @@ class QueryLimits(SchemaExtension):
         if self.cost is None:
             return {}
         return {"cost": cost_extension(self.cost, self.charge, self.settings)}
+
+
+async def _spent_or_none(database: Database, spend: Spend) -> Charge | None:
+    """The charge, or None when the budgets cannot be read: an unreachable database must
+    not refuse the operations that need none (billingConfig), and those that do fail on
+    their own, so the guard fails open and says so."""
+    try:
+        return await cost_budgets.spend(database, spend)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        log.warning(
+            "cost budget unavailable, operation admitted uncharged: %s", type(error).__name__
+        )
+        return None
 
 
 def budget_spend(caller: str, cost: int, settings: Settings) -> Spend:

@@ -174,22 +174,25 @@ def error_codes(result: dict[str, Any]) -> list[str]:
 
 
 async def _app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    # No lifespan: what these clients ask (pages, assets, public fields) needs no database.
-    transport = httpx.ASGITransport(app=create_app(settings))
+    # No lifespan: what these clients ask (pages, assets, public fields) needs no database,
+    # and the one they are handed is unreachable (its port is discard's, closed here).
+    database = Database("postgresql://u:p@127.0.0.1:9/db")
+    transport = httpx.ASGITransport(app=create_app(settings, database=database))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
+    await database.dispose()
 
 
 @pytest.fixture
 async def dev_client() -> AsyncIterator[httpx.AsyncClient]:
-    """The development app, without a database."""
+    """The development app, its database unreachable."""
     async for client in _app_client(Settings(billing_env="development")):
         yield client
 
 
 @pytest.fixture
 async def production_client() -> AsyncIterator[httpx.AsyncClient]:
-    """The production app (real-looking Stripe key and secrets), without a database."""
+    """The production app (real-looking Stripe key and secrets), its database unreachable."""
     settings = Settings(
         billing_env="production",
         database_url="postgresql://u:p@localhost/db",

@@ -120,8 +120,9 @@ async def test_billing_config_names_the_sandboxs_stripe_js(client: httpx.AsyncCl
 
 
 async def test_billing_config_names_stripes_own_stripe_js_with_a_key(
-    production_client: httpx.AsyncClient,
+    production_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ):
+    """Also with the database unreachable: the cost budget fails open, and says so."""
     answer = await production_client.post(
         "/graphql", json={"query": "{ billingConfig { sandbox stripeJsUrl } }"}
     )
@@ -129,3 +130,4 @@ async def test_billing_config_names_stripes_own_stripe_js_with_a_key(
         "sandbox": False,
         "stripeJsUrl": "https://js.stripe.com/v3/",
     }
+    assert "cost budget unavailable, operation admitted uncharged" in caplog.text
