@@ -27,7 +27,6 @@ DRIVER_POOL_SIZE = 10
 CLOSE_PATIENCE_SECONDS = 10.0
 
 log = logging.getLogger("billing_gateway.database")
-SERVING_POOL_SIZE = 40
 
 
 async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
@@ -159,8 +158,10 @@ async def create_database_if_missing(server_url: URL, name: str) -> None:
 async def open_database(settings: Settings) -> Database:
     """The process's database, with the data keys its sealed columns need installed."""
     sealed.install(sealed.keyring_for(settings))
-    # As many connections as 20 + 20 overflow allowed, all kept: 32 concurrent dashboards
-    # (five reads at once each) overflowed 20 and opened and closed a connection for every
+    # All of DATABASE_POOL_SIZE kept, none opened past it: 32 concurrent dashboards (five
+    # reads at once each) overflowing a pool of 20 opened and closed a connection for every
     # other request, a backend started each time (bench/graphql_dashboard.py: 66 -> 78
-    # requests/s cold).
-    return Database(await database_url(settings), pool_size=SERVING_POOL_SIZE, max_overflow=0)
+    # requests/s cold at 40 kept).
+    return Database(
+        await database_url(settings), pool_size=settings.database_pool_size, max_overflow=0
+    )

@@ -45,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default PORT or 8000)")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate at start")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="HTTP processes on the one port (default 1; see docs/architecture.md)",
+    )
+    # A replica of `serve --workers N`: the socket its supervisor bound (gateway/serving.py).
+    serve.add_argument("--socket-fd", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
@@ -126,43 +134,23 @@ def stripe_api_base(settings: Settings) -> str | None:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
+    from gateway import serving
 
-    from gateway.app import create_app
-    from gateway.live_ws import WS_PER_MESSAGE_DEFLATE
-
-    host = args.host or settings.host
-    port = args.port or settings.port
-
-    # The app's lifespan opens the database and migrates it, and closes it before uvicorn
-    # returns, so no connection is left to a cancelled task at exit.
+    if args.workers < 1:
+        raise ConfigurationError("--workers must be at least 1")
+    host, port = args.host or settings.host, args.port or settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
-    sandbox = settings.uses_sandbox and settings.stripe_api_base is None
-    app = create_app(
-        settings,
-        migrate=not args.no_migrate,
-        start_sandbox=sandbox,
-        sync_catalog=True,
-        start_worker=settings.webhook_worker_in_process,
-    )
-    # Logging is configured already (main); the middleware logs each request, with its id.
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
-    )
-    server = uvicorn.Server(config)
-    print(_banner(settings, host, port), flush=True)
-    # uvicorn re-raises the signal that stopped it; SIGTERM must unwind like Ctrl-C so that
-    # the embedded database is stopped on the way out.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        uvloop.run(server.serve())  # uvicorn.run would pick uvloop too
-    except KeyboardInterrupt:
-        pass
+    if args.socket_fd is not None:
+        serving.serve_replica(settings, args.socket_fd)
+    elif args.workers > 1:
+        banner = _banner(settings, host, port)
+        serving.serve_replicas(
+            settings, workers=args.workers, migrate=not args.no_migrate, banner=banner
+        )
+    else:
+        serving.serve_one(
+            settings, migrate=not args.no_migrate, banner=_banner(settings, host, port)
+        )
     return 0
 
 

@@ -5,7 +5,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development and test run with these; production refuses them by name.
@@ -54,6 +54,10 @@ class Settings(BaseSettings):
 
     billing_env: Environment = Environment.DEVELOPMENT
     database_url: SecretStr | None = None
+    # Connections a serving process keeps to PostgreSQL for sessions (its driver pool for the
+    # hot statements adds db.database.DRIVER_POOL_SIZE); `serve --workers N` gives each
+    # replica an Nth of it.
+    database_pool_size: PositiveInt = 40
     billing_data_dir: Path = Path(".billing")
     host: str = "127.0.0.1"
     port: int = 8000

@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,13 +57,14 @@ def free_port() -> int:
 
 @dataclass
 class ServedGateway:
-    """A running `billing-gateway serve`; `env` is the environment it runs with."""
+    """A running `billing-gateway serve`; `env` and `args` are what it runs with."""
 
     url: str
     ws_url: str
     data_dir: Path
     process: asyncio.subprocess.Process
     env: dict[str, str]
+    args: tuple[str, ...]
     log_path: Path
 
     @property
@@ -89,7 +90,7 @@ class ServedGateway:
         await stop_process(self.process)
         with self.log_path.open("ab") as log:
             log.write(b"\n--- billing-gateway serve restarted ---\n")
-        self.process = await _launch(self.env, self.log_path)
+        self.process = await _launch(self.env, self.args, self.log_path)
         await _wait_ready(self)
 
     async def token(self, user: str, *, admin: bool = False) -> str:
@@ -191,12 +192,15 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-async def _launch(env: Mapping[str, str], log_path: Path) -> asyncio.subprocess.Process:
-    """`billing-gateway serve` with `env`, its output appended to `log_path`."""
+async def _launch(
+    env: Mapping[str, str], args: Sequence[str], log_path: Path
+) -> asyncio.subprocess.Process:
+    """`billing-gateway serve` with `env` and `args`, its output appended to `log_path`."""
     with log_path.open("ab") as log:
         return await asyncio.create_subprocess_exec(
             str(CONSOLE_SCRIPT),
             "serve",
+            *args,
             env=dict(env),
             cwd=REPO_ROOT,
             stdin=asyncio.subprocess.DEVNULL,
@@ -206,23 +210,26 @@ async def _launch(env: Mapping[str, str], log_path: Path) -> asyncio.subprocess.
 
 
 @contextlib.asynccontextmanager
-async def served(extra_env: Mapping[str, str] | None = None) -> AsyncIterator[ServedGateway]:
+async def served(
+    extra_env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+) -> AsyncIterator[ServedGateway]:
     """`billing-gateway serve` on a fresh data directory and a free port, ready (`/readyz`
     200) when entered, stopped with SIGTERM (SIGKILL after a while) on exit, whichever
     process (after `kill` and `restart`) runs by then. `extra_env` adds or overrides
-    variables, e.g. CORS_ALLOWED_ORIGINS."""
+    variables, e.g. CORS_ALLOWED_ORIGINS; `args` are serve's, e.g. --workers 2."""
     data_dir = Path(tempfile.mkdtemp(prefix="served-", dir=_data_root()))
     port = free_port()
     env = _environment(data_dir, port, extra_env or {})
     log_path = data_dir / "serve.log"
     log_path.write_bytes(b"")
-    process = await _launch(env, log_path)
+    process = await _launch(env, args, log_path)
     gateway = ServedGateway(
         url=f"http://127.0.0.1:{port}/graphql",
         ws_url=f"ws://127.0.0.1:{port}/graphql",
         data_dir=data_dir,
         process=process,
         env=env,
+        args=tuple(args),
         log_path=log_path,
     )
     try:
