@@ -43,13 +43,14 @@ class TableRows:
         )
         self._statements: dict[tuple[str, str], str] = {}
 
-    def where_in(self, column: str, order_by: str) -> str:
-        """The statement selecting the rows whose `column` is one of the array $1."""
-        key = (column, order_by)
+    def where(self, condition: str, order_by: str) -> str:
+        """The statement selecting the rows for which `condition` (SQL, $1… its parameters)
+        holds, optionally ordered."""
+        key = (condition, order_by)
         if key not in self._statements:
             order = f" ORDER BY {order_by}" if order_by else ""
             self._statements[key] = (
-                f'SELECT {self.columns} FROM "{self.table.name}" WHERE "{column}" = ANY($1){order}'
+                f'SELECT {self.columns} FROM "{self.table.name}" WHERE {condition}{order}'
             )
         return self._statements[key]
 
@@ -76,11 +77,19 @@ def table_rows(table: Table) -> TableRows:
     return _tables[table.name]
 
 
+async def rows_where(
+    database: Database, table: Table, condition: str, *values: Any, order_by: str = ""
+) -> list[Any]:
+    """The table's rows for which `condition` (SQL over its columns, $1… standing for
+    `values`) holds, optionally ordered (SQL text)."""
+    rows = table_rows(table)
+    async with database.driver_connection() as connection:
+        records = await connection.fetch(rows.where(condition, order_by), *values)
+    return rows.build(records)
+
+
 async def rows_where_in(
     database: Database, table: Table, column: str, keys: Sequence[Any], *, order_by: str = ""
 ) -> list[Any]:
     """The table's rows whose `column` is one of `keys`, optionally ordered (SQL text)."""
-    rows = table_rows(table)
-    async with database.driver_connection() as connection:
-        records = await connection.fetch(rows.where_in(column, order_by), list(keys))
-    return rows.build(records)
+    return await rows_where(database, table, f'"{column}" = ANY($1)', list(keys), order_by=order_by)

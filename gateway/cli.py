@@ -304,13 +304,22 @@ def _event_key(value: str) -> int | str:
 
 def _with_session(settings: Settings, action: Callable[[Any], Awaitable[int]]) -> int:
     """Run `action(session)` on a fresh database connection; a DomainError exits 1."""
+
+    async def in_session(database: Database) -> int:
+        async with database.session() as session:
+            return await action(session)
+
+    return _with_database(settings, in_session)
+
+
+def _with_database(settings: Settings, action: Callable[[Database], Awaitable[int]]) -> int:
+    """Run `action(database)` on the database opened for it; a DomainError exits 1."""
     from services.errors import DomainError
 
     async def run() -> int:
         database = await open_database(settings)
         try:
-            async with database.session() as session:
-                return await action(session)
+            return await action(database)
         except DomainError as error:
             print(f"billing-gateway: {error.message}", file=sys.stderr)
             return 1
@@ -323,10 +332,10 @@ def _with_session(settings: Settings, action: Callable[[Any], Awaitable[int]]) -
 def _events_list(settings: Settings, args: argparse.Namespace) -> int:
     from services.webhooks import inbox
 
-    async def run(session: Any) -> int:
+    async def run(database: Database) -> int:
         statuses = [WebhookEventStatus(args.status)] if args.status else None
         page = await inbox.list_events(
-            session=session, statuses=statuses, event_type=args.type, first=args.limit
+            database, statuses=statuses, event_type=args.type, first=args.limit
         )
         for row in page.rows:
             error = f"  {row.last_error}" if row.last_error else ""
@@ -337,7 +346,7 @@ def _events_list(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{len(page.rows)} of {page.total_count} event(s)", file=sys.stderr)
         return 0
 
-    return _with_session(settings, run)
+    return _with_database(settings, run)
 
 
 def _events_show(settings: Settings, args: argparse.Namespace) -> int:

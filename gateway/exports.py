@@ -28,8 +28,7 @@ def data_export_router(settings: Settings, verifier: TokenVerifier) -> APIRouter
     async def download_export(token: str, request: Request) -> JSONResponse:
         principal = require_principal(verifier, request.headers.get("authorization"))
         database = request.app.state.database
-        async with database.read_session() as session:
-            account = await accounts.find_account(session=session, user_id=principal.user_id)
+        account = await accounts.find_account(database, principal.user_id)
         archive = None
         if account is not None:  # never seen: owns no export
             role = "admin" if principal.is_admin else "user"

@@ -23,11 +23,11 @@ def invoice_pdf_router(settings: Settings, verifier: TokenVerifier) -> APIRouter
         principal = require_principal(verifier, request.headers.get("authorization"))
         row_id = _invoice_row_id(invoice_id)
         database = request.app.state.database
+        owner_id = None
+        if not principal.is_admin:
+            account = await accounts.find_account(database, principal.user_id)
+            owner_id = account.id if account is not None else 0
         async with database.read_session() as session:
-            owner_id = None
-            if not principal.is_admin:
-                account = await accounts.find_account(session=session, user_id=principal.user_id)
-                owner_id = account.id if account is not None else 0
             document = await invoice_pdf.find_document(
                 session=session, invoice_id=row_id, owner_id=owner_id
             )

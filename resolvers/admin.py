@@ -27,10 +27,9 @@ class Admin:
         search: str | None = None,
     ) -> Connection[Customer]:
         try:
-            async with info.context.database.read_session() as session:
-                page = await accounts.search_accounts(
-                    session=session, search=search, first=first, after=after
-                )
+            page = await accounts.search_accounts(
+                database=info.context.database, search=search, first=first, after=after
+            )
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, Customer.from_model)
@@ -51,10 +50,13 @@ class Admin:
         type: str | None = None,
     ) -> Connection[WebhookEvent]:
         try:
-            async with info.context.database.read_session() as session:
-                page = await inbox.list_events(
-                    session=session, statuses=status, event_type=type, first=first, after=after
-                )
+            page = await inbox.list_events(
+                database=info.context.database,
+                statuses=status,
+                event_type=type,
+                first=first,
+                after=after,
+            )
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, WebhookEvent.from_model)
@@ -69,10 +71,14 @@ class Admin:
         kind: list[NotificationKind] | None = None,
     ) -> Connection[Notification]:
         try:
-            async with info.context.database.read_session() as session:
-                page = await notifications.list_notifications(
-                    session, account_id=None, statuses=status, kinds=kind, first=first, after=after
-                )
+            page = await notifications.list_notifications(
+                info.context.database,
+                account_id=None,
+                statuses=status,
+                kinds=kind,
+                first=first,
+                after=after,
+            )
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, Notification.from_model)
@@ -94,10 +100,9 @@ class Admin:
         status: list[DeliveryStatus] | None = None,
     ) -> Connection[ProductWebhookDelivery]:
         try:
-            async with info.context.database.read_session() as session:
-                page = await product_webhooks.list_deliveries(
-                    session, statuses=status, first=first, after=after
-                )
+            page = await product_webhooks.list_deliveries(
+                info.context.database, statuses=status, first=first, after=after
+            )
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, ProductWebhookDelivery.from_model)

@@ -30,6 +30,7 @@ class RequestContext(BaseContext):
     live: Any = None
     # The operation's cost as schema/limits.py measured it (a cached answer keeps it).
     operation_cost: int | None = None
+    # The model once created here, else a plain row of its table read the same way.
     _account: Account | None = None
 
     def __post_init__(self) -> None:
@@ -39,10 +40,7 @@ class RequestContext(BaseContext):
         """The caller's billing account, created on first sight; call after authorization."""
         assert self.principal is not None, "account() needs an authenticated caller"
         if self._account is None:
-            async with self.database.read_session() as session:
-                self._account = await accounts.find_account(
-                    session=session, user_id=self.principal.user_id
-                )
+            self._account = await accounts.find_account(self.database, self.principal.user_id)
         if self._account is None:
             async with self.database.session() as session:
                 self._account = await accounts.ensure_account(

@@ -20,10 +20,9 @@ class CreditAccount:
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[CreditEntry]:
         try:
-            async with info.context.database.session() as session:
-                page = await credits.list_entries(
-                    session=session, account_id=self.account_id, first=first, after=after
-                )
+            page = await credits.list_entries(
+                database=info.context.database, account_id=self.account_id, first=first, after=after
+            )
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, CreditEntry.from_model)

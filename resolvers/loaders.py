@@ -1,6 +1,6 @@
 """Per-request DataLoaders. Rows by key are read straight through the driver's pool as plain
-rows (db/rows.py: read by attribute like the models, without a session or ORM objects);
-pages under a list of parents open their own short session (sessions are not task-safe)."""
+rows (db/rows.py: read by attribute like the models, without a session or ORM objects), and
+so are pages under a list of parents (services/pagination.py)."""
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,20 +54,19 @@ def _pages_by_account(database: Database, pages_for_accounts: Callable[..., Any]
         for account_id, *arguments in keys:
             groups.setdefault(tuple(arguments), []).append(account_id)
         pages: dict[PageKey, Any] = {}
-        async with database.read_session() as session:
-            for (first, after, statuses), account_ids in groups.items():
-                try:
-                    found = await pages_for_accounts(
-                        session=session,
-                        account_ids=account_ids,
-                        statuses=statuses,
-                        first=first,
-                        after=after,
-                    )
-                except DomainError as error:  # aiodataloader raises it from each load
-                    found = dict.fromkeys(account_ids, error)
-                for account_id, page in found.items():
-                    pages[(account_id, first, after, statuses)] = page
+        for (first, after, statuses), account_ids in groups.items():
+            try:
+                found = await pages_for_accounts(
+                    database=database,
+                    account_ids=account_ids,
+                    statuses=statuses,
+                    first=first,
+                    after=after,
+                )
+            except DomainError as error:  # aiodataloader raises it from each load
+                found = dict.fromkeys(account_ids, error)
+            for account_id, page in found.items():
+                pages[(account_id, first, after, statuses)] = page
         return [pages[key] for key in keys]
 
     return load

@@ -1,5 +1,6 @@
 """`Query.viewer`: the signed-in caller's own billing; every field is scoped to their account."""
 
+import asyncio
 from datetime import UTC, datetime
 
 import strawberry
@@ -31,19 +32,25 @@ from services.errors import DomainError
 
 
 async def _access(info: strawberry.Info, account_id: int) -> access.Access:
-    async with info.context.database.read_session() as session:
-        return await access.access_for_account(
-            session=session,
-            account_id=account_id,
-            grace_days=info.context.settings.billing_grace_days,
-            now=datetime.now(UTC),
-        )
+    return await access.current_access(
+        info.context.database,
+        account_id=account_id,
+        grace_days=info.context.settings.billing_grace_days,
+        now=datetime.now(UTC),
+    )
 
 
 @strawberry.type
 class Viewer:
     user_id: str
     account: strawberry.Private[Account]
+    # Read once for `access` and `activeSubscription`, which a dashboard asks together.
+    access_read: strawberry.Private[asyncio.Future[access.Access] | None] = None
+
+    def _access(self, info: strawberry.Info) -> asyncio.Future[access.Access]:
+        if self.access_read is None:
+            self.access_read = asyncio.ensure_future(_access(info, self.account.id))
+        return self.access_read
 
     @strawberry.field
     def customer(self) -> Customer | None:
@@ -51,12 +58,12 @@ class Viewer:
 
     @strawberry.field
     async def access(self, info: strawberry.Info) -> BillingAccess:
-        return BillingAccess.of(await _access(info, self.account.id))
+        return BillingAccess.of(await self._access(info))
 
     @strawberry.field
     async def active_subscription(self, info: strawberry.Info) -> Subscription | None:
         """The subscription that gives access now: the same as `access.subscription`."""
-        row = (await _access(info, self.account.id)).subscription
+        row = (await self._access(info)).subscription
         return Subscription.from_model(row) if row is not None else None
 
     @strawberry.field
@@ -74,14 +81,13 @@ class Viewer:
         status: list[SubscriptionStatus] | None = None,
     ) -> Connection[Subscription]:
         try:
-            async with info.context.database.read_session() as session:
-                page = await subscriptions.list_for_account(
-                    session=session,
-                    account_id=self.account.id,
-                    statuses=status,
-                    first=first,
-                    after=after,
-                )
+            page = await subscriptions.list_for_account(
+                database=info.context.database,
+                account_id=self.account.id,
+                statuses=status,
+                first=first,
+                after=after,
+            )
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, Subscription.from_model)
@@ -95,14 +101,13 @@ class Viewer:
         status: list[InvoiceStatus] | None = None,
     ) -> Connection[Invoice]:
         try:
-            async with info.context.database.read_session() as session:
-                page = await invoices.list_for_account(
-                    session=session,
-                    account_id=self.account.id,
-                    statuses=status,
-                    first=first,
-                    after=after,
-                )
+            page = await invoices.list_for_account(
+                database=info.context.database,
+                account_id=self.account.id,
+                statuses=status,
+                first=first,
+                after=after,
+            )
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, Invoice.from_model)
@@ -112,10 +117,9 @@ class Viewer:
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[Notification]:
         try:
-            async with info.context.database.read_session() as session:
-                page = await notifications.list_notifications(
-                    session, account_id=self.account.id, first=first, after=after
-                )
+            page = await notifications.list_notifications(
+                info.context.database, account_id=self.account.id, first=first, after=after
+            )
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, Notification.from_model)
@@ -128,10 +132,9 @@ class Viewer:
 
     @strawberry.field
     async def payment_methods(self, info: strawberry.Info) -> list[PaymentMethod]:
-        async with info.context.database.read_session() as session:
-            rows = await payment_methods.list_for_account(
-                session=session, account_id=self.account.id
-            )
+        rows = await payment_methods.list_for_account(
+            database=info.context.database, account_id=self.account.id
+        )
         default = self.account.default_payment_method_stripe_id
         return [
             PaymentMethod.from_model(row, is_default=row.stripe_payment_method_id == default)
@@ -143,10 +146,9 @@ class Viewer:
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[PaymentTransaction]:
         try:
-            async with info.context.database.read_session() as session:
-                page = await payments.list_for_account(
-                    session=session, account_id=self.account.id, first=first, after=after
-                )
+            page = await payments.list_for_account(
+                database=info.context.database, account_id=self.account.id, first=first, after=after
+            )
         except DomainError as error:
             raise query_error(error) from error
         return connection_of(page, PaymentTransaction.from_model)

@@ -5,6 +5,7 @@ that end; GRACE_PERIOD while a past-due subscription is within BILLING_GRACE_DAY
 start of the period its renewal failed to pay (a subscription becomes past due only when a
 renewal fails, and the renewal starts the new period); NONE otherwise."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -13,7 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.database import Database
 from db.models import Subscription, SubscriptionStatus
+from db.rows import rows_where
 from services.subscriptions import ACTIVE_STATUSES
 
 
@@ -44,14 +47,34 @@ NO_ACCESS = Access(AccessStatus.NONE)
 async def access_for_account(
     *, session: AsyncSession, account_id: int, grace_days: int, now: datetime
 ) -> Access:
-    """The access of the newest subscription that gives any at `now`."""
+    """The access of the newest subscription that gives any at `now`, as the session's
+    transaction sees the subscriptions (what it wrote included)."""
     # The table's columns, not the entity: plain rows read like it, without ORM objects.
     rows = await session.execute(
         select(*Subscription.__table__.columns)
         .where(Subscription.account_id == account_id, Subscription.status.in_(ACTIVE_STATUSES))
         .order_by(Subscription.stripe_created_at.desc(), Subscription.id.desc())
     )
-    for row in rows.all():
+    return _first_access(rows.all(), grace_days=grace_days, now=now)
+
+
+async def current_access(
+    database: Database, *, account_id: int, grace_days: int, now: datetime
+) -> Access:
+    """The same outside any transaction, as committed: one prepared statement on the driver."""
+    rows = await rows_where(
+        database,
+        Subscription.__table__,
+        "account_id = $1 AND status = ANY($2)",
+        account_id,
+        [status.value for status in ACTIVE_STATUSES],
+        order_by="stripe_created_at DESC, id DESC",
+    )
+    return _first_access(rows, grace_days=grace_days, now=now)
+
+
+def _first_access(rows: Iterable[Any], *, grace_days: int, now: datetime) -> Access:
+    for row in rows:
         access = access_of(row, grace_days=grace_days, now=now)
         if access.has_access:
             return access

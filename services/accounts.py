@@ -1,12 +1,16 @@
 """Billing accounts: one per user of the product, created the first time the user is seen."""
 
-from sqlalchemy import or_, select
+from typing import Any
+
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import sealed
+from db.database import Database
 from db.models import Account
-from services.pagination import Page, paginate
+from db.rows import rows_where
+from services.pagination import Listing, Page, paginate
 
 
 async def ensure_account(
@@ -30,8 +34,10 @@ async def ensure_account(
         return (await session.scalars(select(Account).where(Account.user_id == user_id))).one()
 
 
-async def find_account(*, session: AsyncSession, user_id: str) -> Account | None:
-    return await session.scalar(select(Account).where(Account.user_id == user_id))
+async def find_account(database: Database, user_id: str) -> Any | None:
+    """The user's account as a plain row of its table (read like the model), if seen."""
+    found = await rows_where(database, Account.__table__, "user_id = $1", user_id)
+    return found[0] if found else None
 
 
 async def get_account(*, session: AsyncSession, account_id: int) -> Account | None:
@@ -47,25 +53,17 @@ async def load_account(session: AsyncSession, account_id: int) -> Account:
 
 
 async def search_accounts(
-    *, session: AsyncSession, search: str | None, first: int | None, after: str | None
+    *, database: Database, search: str | None, first: int | None, after: str | None
 ) -> Page[Account]:
     """Accounts newest first whose email (exactly, in any case), user id or Stripe customer
     id is `search`. Emails are sealed: they are matched by their blind index."""
-    query = select(Account)
+    listing = Listing(Account.__table__, "created_at")
     term = (search or "").strip()
     if term:
-        query = query.where(
-            or_(
-                Account.email_index.in_(sealed.keyring().email_indexes(term)),
-                Account.user_id == term,
-                Account.stripe_customer_id == term,
-            )
+        listing = Listing(
+            Account.__table__,
+            "created_at",
+            "email_index = ANY($1) OR user_id = $2 OR stripe_customer_id = $2",
+            (list(sealed.keyring().email_indexes(term)), term),
         )
-    return await paginate(
-        session=session,
-        query=query,
-        sort_column=Account.created_at,
-        id_column=Account.id,
-        first=first,
-        after=after,
-    )
+    return await paginate(database, listing, first=first, after=after)

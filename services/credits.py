@@ -19,7 +19,7 @@ from services import announcements, audit, idempotency, live
 from services.audit import Actor
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 from services.live import UpdateKind
-from services.pagination import Page, paginate
+from services.pagination import Listing, Page, paginate
 
 MAX_REASON_LENGTH = 500
 # PaymentIntent metadata of a one-time payment: how many credits it buys. createPayment sets
@@ -250,22 +250,16 @@ async def balance_of(*, session: AsyncSession, account_id: int) -> int:
 
 
 async def list_entries(
-    *, session: AsyncSession, account_id: int, first: int | None, after: str | None
+    *, database: Database, account_id: int, first: int | None, after: str | None
 ) -> Page[CreditEntry]:
     """The account's ledger, newest first."""
-    query = (
-        select(CreditEntry)
-        .join(CreditAccount, CreditAccount.id == CreditEntry.credit_account_id)
-        .where(CreditAccount.account_id == account_id)
+    listing = Listing(
+        CreditEntry.__table__,
+        "created_at",
+        "credit_account_id = (SELECT id FROM credit_accounts WHERE account_id = $1)",
+        (account_id,),
     )
-    return await paginate(
-        session=session,
-        query=query,
-        sort_column=CreditEntry.created_at,
-        id_column=CreditEntry.id,
-        first=first,
-        after=after,
-    )
+    return await paginate(database, listing, first=first, after=after)
 
 
 async def get_entry(*, session: AsyncSession, entry_id: int) -> tuple[CreditEntry, int] | None:

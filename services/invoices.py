@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 import stripe as stripe_sdk
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
@@ -15,7 +14,7 @@ from db.models import Invoice, InvoiceStatus
 from services import audit, credit_sources, idempotency, mirror, payment_methods, subscriptions
 from services.audit import Actor
 from services.errors import DomainError, ErrorCode, NotFound
-from services.pagination import Page, paginate, paginate_each
+from services.pagination import Listing, Page, paginate, paginate_each
 from services.stripe.client import StripeApi
 from services.stripe.errors import PaymentFailed, PaymentRequiresAction
 
@@ -28,47 +27,33 @@ class InvoicePayment(NamedTuple):
 
 async def list_for_account(
     *,
-    session: AsyncSession,
+    database: Database,
     account_id: int,
     statuses: Sequence[InvoiceStatus] | None,
     first: int | None,
     after: str | None,
 ) -> Page[Invoice]:
-    query = select(Invoice).where(Invoice.account_id == account_id)
-    if statuses:
-        query = query.where(Invoice.status.in_(statuses))
-    return await paginate(
-        session=session,
-        query=query,
-        sort_column=Invoice.stripe_created_at,
-        id_column=Invoice.id,
-        first=first,
-        after=after,
-    )
+    listing = _listing(account_id=account_id, status=statuses)
+    return await paginate(database, listing, first=first, after=after)
 
 
 async def pages_for_accounts(
     *,
-    session: AsyncSession,
+    database: Database,
     account_ids: Sequence[int],
     statuses: Sequence[InvoiceStatus] | None,
     first: int | None,
     after: str | None,
 ) -> dict[int, Page[Invoice]]:
     """The same page of each account's invoices, in a constant number of statements."""
-    query = select(Invoice)
-    if statuses:
-        query = query.where(Invoice.status.in_(statuses))
+    listing = _listing(status=statuses)
     return await paginate_each(
-        session=session,
-        query=query,
-        parent_column=Invoice.account_id,
-        parent_ids=account_ids,
-        sort_column=Invoice.stripe_created_at,
-        id_column=Invoice.id,
-        first=first,
-        after=after,
+        database, listing, parent="account_id", parent_ids=account_ids, first=first, after=after
     )
+
+
+def _listing(**filters: object) -> Listing:
+    return Listing.matching(Invoice.__table__, "stripe_created_at", **filters)
 
 
 async def get_owned(*, session: AsyncSession, account_id: int, invoice_id: int) -> Invoice | None:

@@ -33,7 +33,7 @@ from services import invoice_pdf, mailer
 from services.errors import DomainError, ErrorCode, NotFound
 from services.mailer import RenderedMail
 from services.observability import NOTIFICATION_SEND_DURATION, NOTIFICATIONS_SENT
-from services.pagination import Page, paginate
+from services.pagination import Listing, Page, paginate
 
 log = logging.getLogger("billing_gateway.notifications")
 
@@ -341,7 +341,7 @@ def backoff(settings: Settings, attempts: int) -> timedelta:
 
 
 async def list_notifications(
-    session: AsyncSession,
+    database: Database,
     *,
     account_id: int | None,
     statuses: Sequence[DeliveryStatus] | None = None,
@@ -350,21 +350,10 @@ async def list_notifications(
     after: str | None = None,
 ) -> Page[Notification]:
     """Mails newest first: one account's, or everyone's (None, for admins)."""
-    query = select(Notification)
-    if account_id is not None:
-        query = query.where(Notification.account_id == account_id)
-    if statuses:
-        query = query.where(Notification.status.in_(list(statuses)))
-    if kinds:
-        query = query.where(Notification.kind.in_(list(kinds)))
-    return await paginate(
-        session=session,
-        query=query,
-        sort_column=Notification.created_at,
-        id_column=Notification.id,
-        first=first,
-        after=after,
+    listing = Listing.matching(
+        Notification.__table__, "created_at", account_id=account_id, status=statuses, kind=kinds
     )
+    return await paginate(database, listing, first=first, after=after)
 
 
 async def retry_notification(session: AsyncSession, *, notification_id: int) -> Notification:

@@ -1,4 +1,10 @@
-"""Keyset pagination, newest first: cursors name a row's (sort time, id), so inserts never shift pages."""
+"""Keyset pagination, newest first: cursors name a row's (sort time, id), so inserts never shift pages.
+
+Pages are read straight through the driver's pool (`Database.driver_connection`) as plain
+rows of the table (db/rows.py): one prepared statement per list and shape, without a
+session, statement construction or ORM objects. A first page carries its list's count in a
+window column of the same statement; a page after a cursor counts in a subquery of it.
+"""
 
 import base64
 import binascii
@@ -8,16 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import Table
 
+from db.database import Database
+from db.rows import table_rows
 from services.errors import InvalidInput
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-# The column a first page's rows carry their list's count in.
-TOTAL = "total_count"
 
 Row = TypeVar("Row")
 
@@ -29,6 +33,36 @@ class Page(Generic[Row]):
     has_next_page: bool
     has_previous_page: bool
     total_count: int
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A table's rows for which `where` holds (SQL over its columns, `$1`… standing for
+    `values`; empty: every row), newest first by (`sort`, id)."""
+
+    table: Table
+    sort: str
+    where: str = ""
+    values: tuple[Any, ...] = ()
+
+    @classmethod
+    def matching(cls, table: Table, sort: str, **filters: Any) -> "Listing":
+        """Rows whose every named column equals its value, or one of a sequence's; a None or
+        empty filter filters nothing."""
+        clauses: list[str] = []
+        values: list[Any] = []
+        for column, value in filters.items():
+            if value is None or (isinstance(value, (list, tuple)) and not value):
+                continue
+            many = isinstance(value, (list, tuple))
+            values.append(list(value) if many else value)
+            clauses.append(
+                f'"{column}" = {"ANY(" if many else ""}${len(values)}{")" if many else ""}'
+            )
+        return cls(table, sort, " AND ".join(clauses), tuple(values))
+
+    def condition(self) -> str:
+        return f"({self.where})" if self.where else "true"
 
 
 def encode_cursor(sort_value: datetime, row_id: int) -> str:
@@ -59,98 +93,97 @@ def page_size(first: int | None) -> int:
 
 
 async def paginate(
-    *,
-    session: AsyncSession,
-    query: Select[Any],
-    sort_column: InstrumentedAttribute[datetime],
-    id_column: InstrumentedAttribute[int],
-    first: int | None,
-    after: str | None,
+    database: Database, listing: Listing, *, first: int | None, after: str | None
 ) -> Page[Any]:
-    """One page of `query` (a filtered select of one entity) and the count of all its rows."""
+    """One page of the listing and the count of all its rows, in one statement."""
     size = page_size(first)
-    window = _as_rows(query)
-    total: int | None = None
+    rows = table_rows(listing.table)
+    values = list(listing.values)
+    condition = listing.condition()
+    table = f'"{listing.table.name}"'
     if after is None:
-        # A window over the filtered rows is taken before LIMIT: the first page counts them.
-        window = window.add_columns(func.count().over().label(TOTAL))
+        total = "count(*) OVER ()"
     else:
-        total = await session.scalar(select(func.count()).select_from(query.subquery()))
-        window = window.where(tuple_(sort_column, id_column) < tuple_(*decode_cursor(after)))
-    window = window.order_by(sort_column.desc(), id_column.desc()).limit(size + 1)
-    rows = list((await session.execute(window)).all())
-    if total is None:
-        total = getattr(rows[0], TOTAL) if rows else 0
-    has_next = len(rows) > size
-    rows = rows[:size]
-    cursors = [
-        encode_cursor(getattr(row, sort_column.key), getattr(row, id_column.key)) for row in rows
-    ]
-    return Page(rows, cursors, has_next, after is not None, total or 0)
+        # Uncorrelated: PostgreSQL counts once, with the listing's own parameters.
+        total = f"(SELECT count(*) FROM {table} WHERE {condition})"
+        values += decode_cursor(after)
+        condition += f' AND ("{listing.sort}", id) < (${len(values) - 1}, ${len(values)})'
+    values.append(size + 1)
+    statement = (
+        f"SELECT {rows.columns}, {total} FROM {table} WHERE {condition}"
+        f' ORDER BY "{listing.sort}" DESC, id DESC LIMIT ${len(values)}'
+    )
+    async with database.driver_connection() as connection:
+        records = await connection.fetch(statement, *values)
+        if records:
+            count = records[0][-1]
+        elif after is None:
+            count = 0
+        else:
+            count = await connection.fetchval(
+                f"SELECT count(*) FROM {table} WHERE {listing.condition()}", *listing.values
+            )
+    return _page(rows.build(tuple(record)[:-1] for record in records), listing, size, after, count)
 
 
 async def paginate_each(
+    database: Database,
+    listing: Listing,
     *,
-    session: AsyncSession,
-    query: Select[Any],
-    parent_column: InstrumentedAttribute[int],
+    parent: str,
     parent_ids: Sequence[int],
-    sort_column: InstrumentedAttribute[datetime],
-    id_column: InstrumentedAttribute[int],
     first: int | None,
     after: str | None,
 ) -> dict[int, Page[Any]]:
-    """The same page of `query` for each parent, in one statement whatever their number
-    (two after a cursor).
+    """The same page of the listing for each parent (its rows whose `parent` column is the
+    parent's id), in one statement whatever their number (two after a cursor).
 
     A window function numbers each parent's rows past the cursor, newest first, so one
     statement returns every parent's first `first + 1` rows; without a cursor another
     window counts each parent's rows in the same statement."""
     size = page_size(first)
-    owned = query.where(parent_column.in_(parent_ids))
-    totals: dict[int, int] = {}
-    ranked = _as_rows(owned)
-    if after is None:
-        ranked = ranked.add_columns(func.count().over(partition_by=parent_column).label(TOTAL))
-    else:
-        everything = owned.subquery()
-        parent_of = everything.c[parent_column.key]
-        counted = select(parent_of, func.count()).group_by(parent_of)
-        totals = {parent: count for parent, count in await session.execute(counted)}
-        ranked = ranked.where(tuple_(sort_column, id_column) < tuple_(*decode_cursor(after)))
-    position = func.row_number().over(
-        partition_by=parent_column, order_by=(sort_column.desc(), id_column.desc())
-    )
-    numbered = ranked.add_columns(position.label("position")).subquery()
-    window = (
-        select(*(column for column in numbered.c if column.key != "position"))
-        .where(numbered.c.position <= size + 1)
-        .order_by(numbered.c[parent_column.key], numbered.c.position)
+    rows = table_rows(listing.table)
+    table = f'"{listing.table.name}"'
+    values = [*listing.values, list(parent_ids)]
+    owned = f'{listing.condition()} AND "{parent}" = ANY(${len(values)})'
+    counting = owned
+    if after is not None:
+        values += decode_cursor(after)
+        owned += f' AND ("{listing.sort}", id) < (${len(values) - 1}, ${len(values)})'
+    values.append(size + 1)
+    order = f'"{listing.sort}" DESC, id DESC'
+    statement = (
+        f"SELECT {rows.columns}, page_total FROM ("
+        f' SELECT {rows.columns}, count(*) OVER (PARTITION BY "{parent}") AS page_total,'
+        f' row_number() OVER (PARTITION BY "{parent}" ORDER BY {order}) AS page_position'
+        f" FROM {table} WHERE {owned}"
+        f') numbered WHERE page_position <= ${len(values)} ORDER BY "{parent}", page_position'
     )
     by_parent: dict[int, list[Any]] = {parent_id: [] for parent_id in parent_ids}
-    for row in (await session.execute(window)).all():
-        by_parent[getattr(row, parent_column.key)].append(row)
+    totals: dict[int, int] = {}
+    async with database.driver_connection() as connection:
+        records = await connection.fetch(statement, *values)
+        if after is not None:
+            counted = await connection.fetch(
+                f'SELECT "{parent}", count(*) FROM {table} WHERE {counting} GROUP BY "{parent}"',
+                *listing.values,
+                list(parent_ids),
+            )
+            totals = {parent_id: count for parent_id, count in counted}
+    for row, record in zip(rows.build(tuple(r)[:-1] for r in records), records, strict=True):
+        parent_id = getattr(row, parent)
+        by_parent[parent_id].append(row)
         if after is None:
-            totals[getattr(row, parent_column.key)] = getattr(row, TOTAL)
-    pages = {}
-    for parent_id, rows in by_parent.items():
-        shown = rows[:size]
-        cursors = [
-            encode_cursor(getattr(row, sort_column.key), getattr(row, id_column.key))
-            for row in shown
-        ]
-        pages[parent_id] = Page(
-            shown, cursors, len(rows) > size, after is not None, totals.get(parent_id, 0)
-        )
-    return pages
+            totals[parent_id] = record[-1]
+    return {
+        parent_id: _page(found, listing, size, after, totals.get(parent_id, 0))
+        for parent_id, found in by_parent.items()
+    }
 
 
-def _table_of(query: Select[Any]) -> Any:
-    return query.column_descriptions[0]["entity"].__table__
-
-
-def _as_rows(query: Select[Any]) -> Select[Any]:
-    """The query with its entity's columns instead of the entity: plain rows, read by
-    attribute like the entity (`row.id`), without building ORM objects (several times
-    cheaper on a page of a hundred)."""
-    return query.with_only_columns(*_table_of(query).columns)
+def _page(
+    found: list[Any], listing: Listing, size: int, after: str | None, total: int
+) -> Page[Any]:
+    shown = found[:size]
+    cursors = [encode_cursor(getattr(row, listing.sort), row.id) for row in shown]
+    return Page(shown, cursors, len(found) > size, after is not None, total)

@@ -10,7 +10,9 @@ import stripe as stripe_sdk
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.database import Database
 from db.models import Account, PaymentMethod, Subscription
+from db.rows import rows_where
 from services import customers, mirror, subscriptions
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound, about_field
 from services.stripe.client import StripeApi
@@ -68,15 +70,15 @@ async def refuse_foreign(*, session: AsyncSession, account_id: int, stripe_id: s
         raise NotFound("No such payment method", ["paymentMethodId"])
 
 
-async def list_for_account(*, session: AsyncSession, account_id: int) -> list[Any]:
+async def list_for_account(*, database: Database, account_id: int) -> list[Any]:
     """The account's attached payment methods, newest first, as plain rows of the table."""
-    # The table's columns, not the entity: plain rows read like it, without ORM objects.
-    query = (
-        select(*PaymentMethod.__table__.columns)
-        .where(PaymentMethod.account_id == account_id, PaymentMethod.detached_at.is_(None))
-        .order_by(PaymentMethod.stripe_created_at.desc(), PaymentMethod.id.desc())
+    return await rows_where(
+        database,
+        PaymentMethod.__table__,
+        "account_id = $1 AND detached_at IS NULL",
+        account_id,
+        order_by="stripe_created_at DESC, id DESC",
     )
-    return list((await session.execute(query)).all())
 
 
 async def create_setup_intent(*, session: AsyncSession, stripe: StripeApi, account_id: int) -> str:

@@ -23,7 +23,7 @@ from services import (
 from services.audit import Actor
 from services.credits import CREDITS_METADATA
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound, about_field
-from services.pagination import Page, paginate
+from services.pagination import Listing, Page, paginate
 from services.stripe.client import StripeApi
 from services.stripe.errors import PaymentFailed
 
@@ -41,17 +41,12 @@ class PaymentOutcome(NamedTuple):
 
 
 async def list_for_account(
-    *, session: AsyncSession, account_id: int, first: int | None, after: str | None
+    *, database: Database, account_id: int, first: int | None, after: str | None
 ) -> Page[PaymentTransaction]:
-    query = select(PaymentTransaction).where(PaymentTransaction.account_id == account_id)
-    return await paginate(
-        session=session,
-        query=query,
-        sort_column=PaymentTransaction.stripe_created_at,
-        id_column=PaymentTransaction.id,
-        first=first,
-        after=after,
+    listing = Listing.matching(
+        PaymentTransaction.__table__, "stripe_created_at", account_id=account_id
     )
+    return await paginate(database, listing, first=first, after=after)
 
 
 async def get_owned(

@@ -29,7 +29,7 @@ from db.models import DeliveryStatus, ProductEvent, ProductWebhookDelivery, Prod
 from gateway.settings import Settings
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 from services.observability import PRODUCT_WEBHOOK_DELIVERIES, PRODUCT_WEBHOOK_DURATION
-from services.pagination import Page, paginate
+from services.pagination import Listing, Page, paginate
 
 log = logging.getLogger("billing_gateway.product_webhooks")
 
@@ -221,25 +221,17 @@ class ListedDelivery:
 
 
 async def list_deliveries(
-    session: AsyncSession,
+    database: Database,
     *,
     statuses: Sequence[DeliveryStatus] | None = None,
     first: int | None = None,
     after: str | None = None,
 ) -> Page[ListedDelivery]:
     """Deliveries newest first, optionally only some statuses."""
-    query = select(ProductWebhookDelivery)
-    if statuses:
-        query = query.where(ProductWebhookDelivery.status.in_(list(statuses)))
-    page = await paginate(
-        session=session,
-        query=query,
-        sort_column=ProductWebhookDelivery.created_at,
-        id_column=ProductWebhookDelivery.id,
-        first=first,
-        after=after,
-    )
-    return dataclasses.replace(page, rows=await _listed(session, page.rows))
+    listing = Listing.matching(ProductWebhookDelivery.__table__, "created_at", status=statuses)
+    page = await paginate(database, listing, first=first, after=after)
+    async with database.read_session() as session:
+        return dataclasses.replace(page, rows=await _listed(session, page.rows))
 
 
 async def _listed(session: AsyncSession, deliveries: Sequence[Any]) -> list[ListedDelivery]:

@@ -36,7 +36,7 @@ from services import (
 from services.audit import Actor
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound, about_field
 from services.observability import SUBSCRIPTION_CREATIONS
-from services.pagination import Page, paginate, paginate_each
+from services.pagination import Listing, Page, paginate, paginate_each
 from services.stripe.client import StripeApi, Terms
 
 log = logging.getLogger("billing_gateway.subscriptions")
@@ -112,47 +112,33 @@ class Started:
 
 async def list_for_account(
     *,
-    session: AsyncSession,
+    database: Database,
     account_id: int,
     statuses: Sequence[SubscriptionStatus] | None,
     first: int | None,
     after: str | None,
 ) -> Page[Subscription]:
-    query = select(Subscription).where(Subscription.account_id == account_id)
-    if statuses:
-        query = query.where(Subscription.status.in_(statuses))
-    return await paginate(
-        session=session,
-        query=query,
-        sort_column=Subscription.stripe_created_at,
-        id_column=Subscription.id,
-        first=first,
-        after=after,
-    )
+    listing = _listing(account_id=account_id, status=statuses)
+    return await paginate(database, listing, first=first, after=after)
 
 
 async def pages_for_accounts(
     *,
-    session: AsyncSession,
+    database: Database,
     account_ids: Sequence[int],
     statuses: Sequence[SubscriptionStatus] | None,
     first: int | None,
     after: str | None,
 ) -> dict[int, Page[Subscription]]:
     """The same page of each account's subscriptions, in a constant number of statements."""
-    query = select(Subscription)
-    if statuses:
-        query = query.where(Subscription.status.in_(statuses))
+    listing = _listing(status=statuses)
     return await paginate_each(
-        session=session,
-        query=query,
-        parent_column=Subscription.account_id,
-        parent_ids=account_ids,
-        sort_column=Subscription.stripe_created_at,
-        id_column=Subscription.id,
-        first=first,
-        after=after,
+        database, listing, parent="account_id", parent_ids=account_ids, first=first, after=after
     )
+
+
+def _listing(**filters: object) -> Listing:
+    return Listing.matching(Subscription.__table__, "stripe_created_at", **filters)
 
 
 async def get_owned(

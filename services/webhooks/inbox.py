@@ -20,7 +20,7 @@ from gateway.settings import GRACE_DAYS
 from services import live, retention
 from services.errors import DomainError, ErrorCode, NotFound
 from services.live import UpdateKind
-from services.pagination import Page, paginate
+from services.pagination import Listing, Page, paginate
 from services.stripe.client import StripeApi
 from services.webhooks import dispatch
 
@@ -257,27 +257,18 @@ async def get_event(*, session: AsyncSession, event_id: int | str) -> StripeEven
 
 
 async def list_events(
+    database: Database,
     *,
-    session: AsyncSession,
     statuses: Sequence[WebhookEventStatus] | None = None,
     event_type: str | None = None,
     first: int | None = None,
     after: str | None = None,
 ) -> Page[StripeEvent]:
     """Events newest received first, optionally only some statuses or one type."""
-    query = select(StripeEvent)
-    if statuses:
-        query = query.where(StripeEvent.status.in_(list(statuses)))
-    if event_type:
-        query = query.where(StripeEvent.type == event_type)
-    return await paginate(
-        session=session,
-        query=query,
-        sort_column=StripeEvent.received_at,
-        id_column=StripeEvent.id,
-        first=first,
-        after=after,
+    listing = Listing.matching(
+        StripeEvent.__table__, "received_at", status=statuses, type=event_type or None
     )
+    return await paginate(database, listing, first=first, after=after)
 
 
 def _replay_values() -> dict[str, Any]:

@@ -317,22 +317,21 @@ async def test_list_notifications_by_account_status_and_kind_newest_first(db):
             .values(status=DeliveryStatus.FAILED)
         )
 
-    async with db.read_session() as session:
-        adas = await notifications.list_notifications(session, account_id=ada.id)
-        everyone = await notifications.list_notifications(session, account_id=None)
-        failed = await notifications.list_notifications(
-            session, account_id=None, statuses=[DeliveryStatus.FAILED]
-        )
-        receipts = await notifications.list_notifications(
-            session, account_id=ada.id, kinds=[NotificationKind.RECEIPT]
-        )
-        bobs_receipts = await notifications.list_notifications(
-            session, account_id=bob.id, kinds=[NotificationKind.RECEIPT]
-        )
-        page_one = await notifications.list_notifications(session, account_id=ada.id, first=2)
-        page_two = await notifications.list_notifications(
-            session, account_id=ada.id, first=2, after=page_one.cursors[-1]
-        )
+    adas = await notifications.list_notifications(db, account_id=ada.id)
+    everyone = await notifications.list_notifications(db, account_id=None)
+    failed = await notifications.list_notifications(
+        db, account_id=None, statuses=[DeliveryStatus.FAILED]
+    )
+    receipts = await notifications.list_notifications(
+        db, account_id=ada.id, kinds=[NotificationKind.RECEIPT]
+    )
+    bobs_receipts = await notifications.list_notifications(
+        db, account_id=bob.id, kinds=[NotificationKind.RECEIPT]
+    )
+    page_one = await notifications.list_notifications(db, account_id=ada.id, first=2)
+    page_two = await notifications.list_notifications(
+        db, account_id=ada.id, first=2, after=page_one.cursors[-1]
+    )
 
     assert [row.cause for row in adas.rows] == [
         "receipt:ada",

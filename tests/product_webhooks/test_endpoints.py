@@ -289,12 +289,9 @@ async def test_deliveries_are_listed_newest_first_with_their_event(
     }
 
     # When they are listed, two to a page
-    async with db.session() as session:
-        first = await product_webhooks.list_deliveries(session, first=2)
-    async with db.session() as session:
-        second = await product_webhooks.list_deliveries(session, first=2, after=first.cursors[-1])
-    async with db.session() as session:
-        sent = await product_webhooks.list_deliveries(session, statuses=[DeliveryStatus.SENT])
+    first = await product_webhooks.list_deliveries(db, first=2)
+    second = await product_webhooks.list_deliveries(db, first=2, after=first.cursors[-1])
+    sent = await product_webhooks.list_deliveries(db, statuses=[DeliveryStatus.SENT])
 
     # Then they come newest first, each with its event's message id and type
     listed = first.rows + second.rows
@@ -313,9 +310,7 @@ async def test_deliveries_are_listed_newest_first_with_their_event(
 
 
 async def test_an_empty_list_of_deliveries(db: Database) -> None:
-    async with db.session() as session:
-        page = await product_webhooks.list_deliveries(session)
+    page = await product_webhooks.list_deliveries(db)
     assert page.rows == [] and page.total_count == 0
     with pytest.raises(InvalidInput):
-        async with db.session() as session:
-            await product_webhooks.list_deliveries(session, first=101)
+        await product_webhooks.list_deliveries(db, first=101)
