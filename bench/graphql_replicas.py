@@ -13,15 +13,15 @@ replica it says more.
 import argparse
 import asyncio
 import os
+import signal
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.graphql_dashboard import (  # noqa: E402
+from bench.graphql_dashboard import (
     BENCH_LIMITS,
     bench_settings,
     drive,
@@ -29,7 +29,7 @@ from bench.graphql_dashboard import (  # noqa: E402
     requests_for,
     seed,
 )
-from bench.support import free_port, require_wrk, scratch_database  # noqa: E402
+from bench.support import free_port, require_wrk, scratch_database
 
 
 def gateway_environment(database_url: str, *, cached: bool) -> dict[str, str]:
@@ -52,11 +52,11 @@ async def measure(url: str, workers: int, *, cached: bool, args) -> dict:
     port = free_port()
     command = [sys.executable, "-m", "gateway.cli", "serve", "--no-migrate"]
     command += ["--port", str(port), "--workers", str(workers)]
-    process = subprocess.Popen(
-        command,
+    process = await asyncio.create_subprocess_exec(
+        *command,
         env=gateway_environment(url, cached=cached),
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
     )
     requests = requests_for("dashboard", bench_settings(url))
     try:
@@ -65,8 +65,8 @@ async def measure(url: str, workers: int, *, cached: bool, args) -> dict:
         await asyncio.to_thread(drive, port, requests, args.connections, 3)
         return await asyncio.to_thread(drive, port, requests, args.connections, args.seconds)
     finally:
-        process.send_signal(2)
-        process.wait()
+        process.send_signal(signal.SIGINT)
+        await process.wait()
 
 
 async def main(args) -> None:
