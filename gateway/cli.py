@@ -140,17 +140,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigurationError("--workers must be at least 1")
     host, port = args.host or settings.host, args.port or settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
+    migrate, banner = not args.no_migrate, _banner(settings, host, port)
     if args.socket_fd is not None:
         serving.serve_replica(settings, args.socket_fd)
     elif args.workers > 1:
-        banner = _banner(settings, host, port)
-        serving.serve_replicas(
-            settings, workers=args.workers, migrate=not args.no_migrate, banner=banner
-        )
+        serving.serve_replicas(settings, workers=args.workers, migrate=migrate, banner=banner)
     else:
-        serving.serve_one(
-            settings, migrate=not args.no_migrate, banner=_banner(settings, host, port)
-        )
+        serving.serve_one(settings, migrate=migrate, banner=banner)
     return 0
 
 

@@ -68,6 +68,11 @@ def test_production_with_a_default_secret_refuses_to_start():
     assert "JWT_SECRET" in result.stderr
 
 
+def test_serve_refuses_fewer_than_one_worker():
+    result = run("serve", "--workers", "0", env={"BILLING_ENV": "test"})
+    assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
+
+
 def test_serve_exits_non_zero_when_the_database_cannot_be_reached():
     result = run(
         "serve",
