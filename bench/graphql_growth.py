@@ -62,19 +62,19 @@ from sqlalchemy import URL, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.graphql_dashboard import DASHBOARD, bench_settings, drive, first_answer  # noqa: E402
-from bench.support import free_port, require_wrk, scratch_database, wait_for  # noqa: E402
-from bench.webhook_ingest import (  # noqa: E402
+from bench.graphql_dashboard import DASHBOARD, bench_settings, drive, first_answer
+from bench.support import free_port, require_wrk, scratch_database, wait_for
+from bench.webhook_ingest import (
     SETUP_EVENTS,
     failed_attempts,
     sandbox_stripe,
     subscribe_customers,
 )
-from db.database import Database  # noqa: E402
-from db.models import BillingInterval, Plan  # noqa: E402
-from db.sealed import keyring, seal  # noqa: E402
-from gateway.auth import mint_token  # noqa: E402
-from gateway.settings import Settings  # noqa: E402
+from db.database import Database
+from db.models import BillingInterval, Plan
+from db.sealed import keyring, seal
+from gateway.auth import mint_token
+from gateway.settings import Settings
 
 DASHBOARD_BENCH = ROOT / "bench" / "graphql_dashboard.py"
 # The embedded server's log (db/embedded.py: the wheel writes it into its data directory).
