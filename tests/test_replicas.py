@@ -16,17 +16,9 @@ import psutil
 
 from tests.served import PATIENCE_SECONDS, ServedGateway, served
 from tests.test_observability import samples
+from tests.test_response_cache import COST as DASHBOARD_COST
+from tests.test_response_cache import DASHBOARD
 
-DASHBOARD = """
-query Dashboard {
-  viewer {
-    customer { email }
-    subscriptions(first: 5) { edges { node { status plan { productName } } } }
-    invoices(first: 5) { totalCount edges { node { number lines { description } } } }
-  }
-}
-"""
-DASHBOARD_COST = 34
 PAYMENT_METHODS = "{ viewer { paymentMethods { id isDefault } } }"
 ATTACH = """
 mutation ($input: AttachPaymentMethodInput!) {
