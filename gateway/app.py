@@ -29,6 +29,7 @@ from gateway.webhooks import WebhookRoute, webhook_endpoint
 from resolvers.context import context_getter
 from schema.schema import build_schema
 from services import catalog, retention
+from services.admission import Admission
 from services.errors import DomainError
 from services.live_bus import LiveBus
 from services.outbox_worker import OutboxWorker
@@ -114,6 +115,7 @@ def create_app(
         context_getter=context_getter(settings, verifier),
         verifier=verifier,
         allowed_origins=settings.allowed_origins,
+        admission=Admission(settings.graphql_concurrency),
     )
     app.include_router(graphql, prefix="/graphql")
     app.state.shared_streams = graphql.shared_streams

@@ -22,6 +22,8 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.unset import UNSET
 
+from services.admission import Admission
+
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
 
@@ -61,6 +63,7 @@ class GraphQLHttpProtocol:
     """Mixed into the GraphQL router (a Strawberry AsyncBaseHTTPView) ahead of it."""
 
     encode_json: Any
+    admission: Admission
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         if request.scope["type"] != "http":
@@ -88,7 +91,8 @@ class GraphQLHttpProtocol:
 
     async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         try:
-            return await super().execute_single(*args, **kwargs)  # type: ignore[misc]
+            async with self.admission.admitted():
+                return await super().execute_single(*args, **kwargs)  # type: ignore[misc]
         except HTTPException as error:
             if isinstance(error.__cause__, InvalidOperationTypeError):
                 raise HTTPException(405, error.reason) from error

@@ -43,6 +43,7 @@ from gateway.live_streams import (
     is_subscription,
     run_member,
 )
+from services.admission import Admission
 from services.live_bus import LiveBus
 
 log = logging.getLogger("billing_gateway.live")
@@ -246,7 +247,12 @@ class GatewayRouter(GraphQLHttpProtocol, GatewayGraphQLRouter):
     graphql_ws_handler_class = _LegacyWS  # type: ignore[assignment]
 
     def __init__(
-        self, *args: Any, verifier: TokenVerifier, allowed_origins: list[str], **kwargs: Any
+        self,
+        *args: Any,
+        verifier: TokenVerifier,
+        allowed_origins: list[str],
+        admission: Admission,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             *args,
@@ -255,6 +261,7 @@ class GatewayRouter(GraphQLHttpProtocol, GatewayGraphQLRouter):
             **kwargs,
         )
         self.verifier = verifier
+        self.admission = admission
         self.shared_streams = SharedStreams()
 
     async def execute_operation(  # noqa: PLR0913 (Strawberry's signature)

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     graphql_cost_refill_per_second: float = 1000.0
     # Customers' repeated read-only queries kept per process (schema/cache.py); 0: none.
     graphql_response_cache_size: int = 2048
+    # Operations a process executes at once over HTTP; the others wait their turn
+    # (services/admission.py); 0: no limit.
+    graphql_concurrency: int = 2
 
     # Webhooks: how old a signature may be, how often an event is tried before it is parked
     # as failed, the first retry delay (doubled each attempt, capped), and the worker's poll
@@ -274,6 +277,8 @@ class Settings(BaseSettings):
             if value <= 0:
                 raise ConfigurationError(f"{name} must be positive")
         # A budget smaller than the largest allowed query would refuse that query forever.
+        if self.graphql_concurrency < 0:
+            raise ConfigurationError("GRAPHQL_CONCURRENCY must be 0 (no limit) or more")
         if self.graphql_cost_budget < self.graphql_max_cost:
             raise ConfigurationError("GRAPHQL_COST_BUDGET must be at least GRAPHQL_MAX_COST")
         return self

@@ -40,15 +40,18 @@ class RequestContext(BaseContext):
         """The caller's billing account, created on first sight; call after authorization."""
         assert self.principal is not None, "account() needs an authenticated caller"
         if self._account is None:
-            self._account = await accounts.find_account(self.database, self.principal.user_id)
-        if self._account is None:
-            async with self.database.session() as session:
-                self._account = await accounts.ensure_account(
-                    session=session,
-                    user_id=self.principal.user_id,
-                    email=self.principal.email,
-                    name=self.principal.name,
-                )
+            account = await accounts.find_account(self.database, self.principal.user_id)
+            if account is None:
+                async with self.database.session() as session:
+                    account = await accounts.ensure_account(
+                        session=session,
+                        user_id=self.principal.user_id,
+                        email=self.principal.email,
+                        name=self.principal.name,
+                    )
+            # Payments ask whether their card is the account's default: it is at hand.
+            self.loaders.account_by_id.prime(account.id, account)
+            self._account = account
         return self._account
 
 
@@ -64,7 +67,7 @@ def context_getter(settings: Settings, verifier: TokenVerifier):
             settings=settings,
             database=connection.app.state.database,
             stripe=connection.app.state.stripe,
-            loaders=Loaders.create(connection.app.state.database),
+            loaders=Loaders(connection.app.state.database),
             principal=principal,
             auth_error=auth_error,
         )

@@ -39,7 +39,7 @@ def _connection(info: strawberry.Info) -> "LiveConnection | StreamConnection":
 def _shared(info: strawberry.Info, update: LiveUpdate) -> None:
     """Point the connection's loaders at the update's, built once for every subscriber."""
     database = info.context.database
-    info.context.loaders = update.view(Loaders, lambda _: Loaders.create(database))
+    info.context.loaders = update.view(Loaders, lambda _: Loaders(database))
 
 
 def settled(row: TransactionRow) -> bool:

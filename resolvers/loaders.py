@@ -2,8 +2,10 @@
 rows (db/rows.py: read by attribute like the models, without a session or ORM objects), and
 so are pages under a list of parents (services/pagination.py)."""
 
+from __future__ import annotations
+
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from aiodataloader import DataLoader
@@ -72,39 +74,49 @@ def _pages_by_account(database: Database, pages_for_accounts: Callable[..., Any]
     return load
 
 
-@dataclass(frozen=True)
 class Loaders:
-    account_by_id: DataLoader
-    plan_by_id: DataLoader
-    payment_method_by_stripe_id: DataLoader
-    subscription_by_stripe_id: DataLoader
-    invoice_by_stripe_id: DataLoader
-    lines_by_invoice_id: DataLoader
-    tax_ids_by_account_id: DataLoader
-    subscription_pages_by_account: DataLoader
-    invoice_pages_by_account: DataLoader
+    """A request's loaders, each made when first used (most requests use a few)."""
 
-    @classmethod
-    def create(cls, database: Database) -> "Loaders":
-        def by(entity: type[Any], column: InstrumentedAttribute[Any]) -> DataLoader:
-            return DataLoader(_rows_by(database, entity, column))
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
-        return cls(
-            account_by_id=by(Account, Account.id),
-            plan_by_id=by(Plan, Plan.id),
-            payment_method_by_stripe_id=by(PaymentMethod, PaymentMethod.stripe_payment_method_id),
-            subscription_by_stripe_id=by(Subscription, Subscription.stripe_subscription_id),
-            invoice_by_stripe_id=by(Invoice, Invoice.stripe_invoice_id),
-            lines_by_invoice_id=DataLoader(
-                _lists_by(database, InvoiceLine, InvoiceLine.invoice_id, "invoice_id, position")
-            ),
-            tax_ids_by_account_id=DataLoader(
-                _lists_by(database, TaxId, TaxId.account_id, "account_id, stripe_created_at, id")
-            ),
-            subscription_pages_by_account=DataLoader(
-                _pages_by_account(database, subscriptions.pages_for_accounts)
-            ),
-            invoice_pages_by_account=DataLoader(
-                _pages_by_account(database, invoices.pages_for_accounts)
-            ),
-        )
+    def _by(self, entity: type[Any], column: InstrumentedAttribute[Any]) -> DataLoader:
+        return DataLoader(_rows_by(self._database, entity, column))
+
+    @cached_property
+    def account_by_id(self) -> DataLoader:
+        return self._by(Account, Account.id)
+
+    @cached_property
+    def plan_by_id(self) -> DataLoader:
+        return self._by(Plan, Plan.id)
+
+    @cached_property
+    def payment_method_by_stripe_id(self) -> DataLoader:
+        return self._by(PaymentMethod, PaymentMethod.stripe_payment_method_id)
+
+    @cached_property
+    def subscription_by_stripe_id(self) -> DataLoader:
+        return self._by(Subscription, Subscription.stripe_subscription_id)
+
+    @cached_property
+    def invoice_by_stripe_id(self) -> DataLoader:
+        return self._by(Invoice, Invoice.stripe_invoice_id)
+
+    @cached_property
+    def lines_by_invoice_id(self) -> DataLoader:
+        order = "invoice_id, position"
+        return DataLoader(_lists_by(self._database, InvoiceLine, InvoiceLine.invoice_id, order))
+
+    @cached_property
+    def tax_ids_by_account_id(self) -> DataLoader:
+        order = "account_id, stripe_created_at, id"
+        return DataLoader(_lists_by(self._database, TaxId, TaxId.account_id, order))
+
+    @cached_property
+    def subscription_pages_by_account(self) -> DataLoader:
+        return DataLoader(_pages_by_account(self._database, subscriptions.pages_for_accounts))
+
+    @cached_property
+    def invoice_pages_by_account(self) -> DataLoader:
+        return DataLoader(_pages_by_account(self._database, invoices.pages_for_accounts))

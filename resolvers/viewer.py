@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import strawberry
 
 from db.models import Account, InvoiceStatus, SubscriptionStatus
-from resolvers.connections import connection_of, query_error
+from resolvers.connections import connection_of, connection_with_relations, query_error
 from resolvers.credits import CreditAccount
 from schema.access import BillingAccess
 from schema.billing import Customer, Invoice, PaymentMethod, PaymentTransaction, Subscription
@@ -90,7 +90,7 @@ class Viewer:
             )
         except DomainError as error:
             raise query_error(error) from error
-        return connection_of(page, Subscription.from_model)
+        return await connection_with_relations(info, page, Subscription)
 
     @strawberry.field
     async def invoices(
@@ -110,7 +110,7 @@ class Viewer:
             )
         except DomainError as error:
             raise query_error(error) from error
-        return connection_of(page, Invoice.from_model)
+        return await connection_with_relations(info, page, Invoice)
 
     @strawberry.field
     async def notifications(
@@ -151,7 +151,7 @@ class Viewer:
             )
         except DomainError as error:
             raise query_error(error) from error
-        return connection_of(page, PaymentTransaction.from_model)
+        return await connection_with_relations(info, page, PaymentTransaction)
 
     @strawberry.field(
         description="What subscribing to a plan, or changing the subscription to it, would bill "

@@ -1,12 +1,13 @@
 """Billing types that mirror rows: each has `from_model`, and relations load through loaders."""
 
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 import strawberry
 
 from db import models
-from resolvers.connections import connection_of, query_error
+from resolvers.connections import connection_with_relations, query_error
 from schema.commerce import Address, Discount, TaxAmount, TaxId
 from schema.common import Connection, Money, Node
 from schema.ids import to_global_id
@@ -144,15 +145,11 @@ class Customer(Node):
         after: str | None = None,
         status: list[models.SubscriptionStatus] | None = None,
     ) -> Connection["Subscription"]:
-        loaders = info.context.loaders
         page = await _page(
-            loaders.subscription_pages_by_account,
+            info.context.loaders.subscription_pages_by_account,
             _page_key(self.account_id, first, after, status),
         )
-        # Every customer's page asks in the same turn: one statement loads all their plans,
-        # and each subscription's plan is then answered without waiting.
-        await loaders.plan_by_id.load_many(list({row.plan_id for row in page.rows}))
-        return connection_of(page, Subscription.from_model)
+        return await connection_with_relations(info, page, Subscription)
 
     @strawberry.field(description="The customer's invoices, newest first.")
     async def invoices(
@@ -164,7 +161,7 @@ class Customer(Node):
     ) -> Connection["Invoice"]:
         loader = info.context.loaders.invoice_pages_by_account
         page = await _page(loader, _page_key(self.account_id, first, after, status))
-        return connection_of(page, Invoice.from_model)
+        return await connection_with_relations(info, page, Invoice)
 
     @classmethod
     def from_model(cls, row: models.Account) -> "Customer":
@@ -188,15 +185,20 @@ def _page_key(
     return (account_id, first, after, tuple(sorted(statuses)) if statuses else None)
 
 
-def _now_or_later(loaded: Any, build: Any) -> Any:
-    """`build` of a loader's value: at once when the loader has it, else when it comes."""
-    if loaded.done() and loaded.exception() is None:
-        return build(loaded.result())
+def _now_or_later(build: Callable[..., Any], *loaded: Any) -> Any:
+    """`build` of loaders' values: at once when the loaders have them (a page preloaded
+    them, see `related`), else when they come."""
+    if all(value.done() and value.exception() is None for value in loaded):
+        return build(*(value.result() for value in loaded))
 
     async def later() -> Any:
-        return build(await loaded)
+        return build(*[await value for value in loaded])
 
     return later()
+
+
+def _present(keys: Iterable[Any]) -> list[Any]:
+    return list({key for key in keys if key is not None})
 
 
 async def _page(loader: Any, key: tuple[Any, ...]) -> Page[Any]:
@@ -259,16 +261,27 @@ class Invoice(Node):
     subscription_stripe_id: strawberry.Private[str | None]
 
     @strawberry.field
-    async def subscription(self, info: strawberry.Info) -> "Subscription | None":
+    def subscription(self, info: strawberry.Info) -> "Subscription | None":
         if self.subscription_stripe_id is None:
             return None
-        row = await info.context.loaders.subscription_by_stripe_id.load(self.subscription_stripe_id)
-        return Subscription.from_model(row) if row is not None else None
+        loaded = info.context.loaders.subscription_by_stripe_id.load(self.subscription_stripe_id)
+        return _now_or_later(_subscription_of, loaded)
 
     @strawberry.field
-    async def lines(self, info: strawberry.Info) -> list[InvoiceLine]:
-        rows = await info.context.loaders.lines_by_invoice_id.load(self.row_id)
-        return [InvoiceLine.from_model(row) for row in rows]
+    def lines(self, info: strawberry.Info) -> list[InvoiceLine]:
+        loaded = info.context.loaders.lines_by_invoice_id.load(self.row_id)
+        return _now_or_later(_lines_of, loaded)
+
+    @staticmethod
+    def related(loaders: Any, rows: list[models.Invoice], fields: set[str]) -> list[Awaitable[Any]]:
+        """Loads of what `fields` ask of these invoices, for them to be answered at once."""
+        loads = []
+        if "lines" in fields:
+            loads.append(loaders.lines_by_invoice_id.load_many([row.id for row in rows]))
+        if "subscription" in fields:
+            keys = _present(row.subscription_stripe_id for row in rows)
+            loads.append(loaders.subscription_by_stripe_id.load_many(keys))
+        return loads
 
     @classmethod
     def from_model(cls, row: models.Invoice) -> "Invoice":
@@ -317,15 +330,27 @@ class Subscription(Node):
 
     @strawberry.field
     def plan(self, info: strawberry.Info) -> Plan:
-        # Plans are few and shared: once loaded in this request, one is answered at once.
-        return _now_or_later(info.context.loaders.plan_by_id.load(self.plan_id), Plan.from_model)
+        return _now_or_later(Plan.from_model, info.context.loaders.plan_by_id.load(self.plan_id))
 
     @strawberry.field
-    async def latest_invoice(self, info: strawberry.Info) -> Invoice | None:
+    def latest_invoice(self, info: strawberry.Info) -> Invoice | None:
         if self.latest_invoice_stripe_id is None:
             return None
-        row = await info.context.loaders.invoice_by_stripe_id.load(self.latest_invoice_stripe_id)
-        return Invoice.from_model(row) if row is not None else None
+        loaded = info.context.loaders.invoice_by_stripe_id.load(self.latest_invoice_stripe_id)
+        return _now_or_later(_invoice_of, loaded)
+
+    @staticmethod
+    def related(
+        loaders: Any, rows: list[models.Subscription], fields: set[str]
+    ) -> list[Awaitable[Any]]:
+        """Loads of what `fields` ask of these subscriptions, for them to be answered at once."""
+        loads = []
+        if "plan" in fields:
+            loads.append(loaders.plan_by_id.load_many(_present(row.plan_id for row in rows)))
+        if "latestInvoice" in fields:
+            keys = _present(row.latest_invoice_stripe_id for row in rows)
+            loads.append(loaders.invoice_by_stripe_id.load_many(keys))
+        return loads
 
     @classmethod
     def from_model(cls, row: models.Subscription) -> "Subscription":
@@ -363,28 +388,48 @@ class PaymentTransaction(Node):
     invoice_stripe_id: strawberry.Private[str | None]
 
     @strawberry.field
-    async def payment_method(self, info: strawberry.Info) -> PaymentMethod | None:
+    def payment_method(self, info: strawberry.Info) -> PaymentMethod | None:
         if self.payment_method_stripe_id is None:
             return None
-        row = await info.context.loaders.payment_method_by_stripe_id.load(
-            self.payment_method_stripe_id
+        loaders = info.context.loaders
+        return _now_or_later(
+            self._payment_method,
+            loaders.payment_method_by_stripe_id.load(self.payment_method_stripe_id),
+            loaders.account_by_id.load(self.account_id),
         )
+
+    def _payment_method(
+        self, row: models.PaymentMethod | None, account: models.Account
+    ) -> PaymentMethod | None:
         if row is None or row.account_id != self.account_id:
             return None
-        account = await info.context.loaders.account_by_id.load(self.account_id)
         is_default = account.default_payment_method_stripe_id == row.stripe_payment_method_id
         return PaymentMethod.from_model(row, is_default=is_default)
 
     @strawberry.field
-    async def invoice(self, info: strawberry.Info) -> Invoice | None:
+    def invoice(self, info: strawberry.Info) -> Invoice | None:
         if self.invoice_stripe_id is None:
             return None
-        row = await info.context.loaders.invoice_by_stripe_id.load(self.invoice_stripe_id)
-        return (
-            Invoice.from_model(row)
-            if row is not None and row.account_id == self.account_id
-            else None
-        )
+        loaded = info.context.loaders.invoice_by_stripe_id.load(self.invoice_stripe_id)
+        return _now_or_later(self._own_invoice, loaded)
+
+    def _own_invoice(self, row: models.Invoice | None) -> Invoice | None:
+        return _invoice_of(row) if row is not None and row.account_id == self.account_id else None
+
+    @staticmethod
+    def related(
+        loaders: Any, rows: list[models.PaymentTransaction], fields: set[str]
+    ) -> list[Awaitable[Any]]:
+        """Loads of what `fields` ask of these payments, for them to be answered at once."""
+        loads = []
+        if "paymentMethod" in fields:
+            keys = _present(row.payment_method_stripe_id for row in rows)
+            loads.append(loaders.payment_method_by_stripe_id.load_many(keys))
+            loads.append(loaders.account_by_id.load_many(_present(row.account_id for row in rows)))
+        if "invoice" in fields:
+            keys = _present(row.invoice_stripe_id for row in rows)
+            loads.append(loaders.invoice_by_stripe_id.load_many(keys))
+        return loads
 
     @classmethod
     def from_model(cls, row: models.PaymentTransaction) -> "PaymentTransaction":
@@ -403,3 +448,15 @@ class PaymentTransaction(Node):
             payment_method_stripe_id=row.payment_method_stripe_id,
             invoice_stripe_id=row.invoice_stripe_id,
         )
+
+
+def _invoice_of(row: models.Invoice | None) -> Invoice | None:
+    return Invoice.from_model(row) if row is not None else None
+
+
+def _subscription_of(row: models.Subscription | None) -> Subscription | None:
+    return Subscription.from_model(row) if row is not None else None
+
+
+def _lines_of(rows: list[models.InvoiceLine]) -> list[InvoiceLine]:
+    return [InvoiceLine.from_model(row) for row in rows]

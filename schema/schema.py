@@ -14,7 +14,7 @@ from resolvers.query import Query
 from schema.billing import Customer, PaymentMethod, Plan
 from schema.cache import CachedResponses
 from schema.common import UserError
-from schema.execution import FastLeafExecutionContext
+from schema.execution import PlainFieldsExecutionContext
 from schema.extensions import MaskInternalErrors, OperationMetrics
 from schema.limits import DocumentMemo, QueryLimits
 from schema.scalars import SCALAR_MAP
@@ -50,7 +50,7 @@ def build_schema(*, responses: ResponseCache | None = None) -> strawberry.Schema
             partial(ParserCache, maxsize=PARSED_DOCUMENTS),
             partial(CachedResponses, cache=responses or ResponseCache(maxsize=0)),
         ],
-        execution_context_class=FastLeafExecutionContext,
+        execution_context_class=PlainFieldsExecutionContext,
     )
 
 

@@ -13,6 +13,7 @@ import aiohttp
 import stripe
 
 from gateway.settings import SANDBOX_API_KEY, SANDBOX_STRIPE_JS_PATH, Settings
+from services.admission import give_up_place
 from services.errors import DomainError, ErrorCode
 from services.observability import STRIPE_CALLS, STRIPE_DURATION
 from services.stripe.errors import translated_errors
@@ -86,6 +87,7 @@ class StripeApi:
         await self.close()
 
     async def call(self, operation: str, request: Awaitable[T]) -> T:
+        give_up_place()
         started, outcome = time.perf_counter(), "error"
         try:
             with translated_errors(operation):
