@@ -135,6 +135,10 @@ class Viewer:
         rows = await payment_methods.list_for_account(
             database=info.context.database, account_id=self.account.id
         )
+        # At hand for the default card and payments' cards, when asked after.
+        loader = info.context.loaders.payment_method_by_stripe_id
+        for row in rows:
+            loader.prime(row.stripe_payment_method_id, row)
         default = self.account.default_payment_method_stripe_id
         return [
             PaymentMethod.from_model(row, is_default=row.stripe_payment_method_id == default)

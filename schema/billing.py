@@ -274,7 +274,11 @@ class Invoice(Node):
 
     @staticmethod
     def related(loaders: Any, rows: list[models.Invoice], fields: set[str]) -> list[Awaitable[Any]]:
-        """Loads of what `fields` ask of these invoices, for them to be answered at once."""
+        """Loads of what `fields` ask of these invoices, for them to be answered at once;
+        the invoices themselves are at hand for whatever asks one by id (a subscription's
+        latest invoice, a payment's)."""
+        for row in rows:
+            loaders.invoice_by_stripe_id.prime(row.stripe_invoice_id, row)
         loads = []
         if "lines" in fields:
             loads.append(loaders.lines_by_invoice_id.load_many([row.id for row in rows]))
@@ -343,7 +347,10 @@ class Subscription(Node):
     def related(
         loaders: Any, rows: list[models.Subscription], fields: set[str]
     ) -> list[Awaitable[Any]]:
-        """Loads of what `fields` ask of these subscriptions, for them to be answered at once."""
+        """Loads of what `fields` ask of these subscriptions, for them to be answered at
+        once; the subscriptions themselves are at hand for an invoice's."""
+        for row in rows:
+            loaders.subscription_by_stripe_id.prime(row.stripe_subscription_id, row)
         loads = []
         if "plan" in fields:
             loads.append(loaders.plan_by_id.load_many(_present(row.plan_id for row in rows)))
