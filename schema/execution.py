@@ -1,14 +1,16 @@
-"""Execution without per-field bookkeeping for plain attribute fields.
+"""Execution without per-field bookkeeping for plain attribute fields and simple resolvers.
 
 Most fields of a billing response are attributes read off an object: scalars (`amount`,
 `status`, `createdAt`), objects (`node`, `total`, `pageInfo`) and lists of objects
 (`edges`). graphql-core builds a path, a resolve-info object and an argument map for each,
 calls Strawberry's resolver (which ignores them and reads the attribute) and walks the
 completion rules. This context reads the attribute and coerces a scalar, or executes an
-object's (or each listed object's) selection, directly in its loop over an object's fields.
-Everything else (resolvers, abstract types, nulls where none may be, values that do not
-coerce) takes the standard path, and errors raised below a plain object or list are
-handled as graphql-core handles them: located, and nulling the nearest nullable field.
+object's (or each listed object's) selection, directly in its loop over an object's fields;
+a resolver without arguments, extensions or exception handlers is called directly, without
+Strawberry's argument conversion around it. Everything else (arguments, abstract types,
+nulls where none may be, values that do not coerce) takes the standard path, and errors
+raised below a plain object or list are handled as graphql-core handles them: located, and
+nulling the nearest nullable field.
 """
 
 from __future__ import annotations
