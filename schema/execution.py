@@ -163,12 +163,12 @@ Step = tuple[
 
 class Selections:
     """What an operation's selections come to: the subfields collected for each type and
-    field nodes, and the steps of each collected selection (kept with it, so that its id
-    stays its own)."""
+    field nodes, and the steps of each collected selection, by its id (`collected` keeps
+    it alive, so the id stays its own)."""
 
     def __init__(self) -> None:
         self.collected: dict[tuple[Any, ...], CollectedFields] = {}
-        self.steps: dict[int, tuple[list[Step], Any]] = {}
+        self.steps: dict[int, list[Step]] = {}
 
 
 # Strawberry's parser cache hands out the same nodes for the same text, so an operation's
@@ -250,7 +250,7 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> list[Step]:
         known = self._selections.steps.get(id(grouped_field_set))
         if known is not None:
-            return known[0]
+            return known
         steps: list[Step] = []
         for name, field_details_list in grouped_field_set.items():
             node = field_details_list[0].node
@@ -262,7 +262,7 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     call = direct_call(field)
             steps.append((name, field_details_list, field, plain, call))
         if path is not None:  # the root's selection is collected anew by each execution
-            self._selections.steps[id(grouped_field_set)] = (steps, grouped_field_set)
+            self._selections.steps[id(grouped_field_set)] = steps
         return steps
 
     def execute_fields(
